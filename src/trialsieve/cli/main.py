@@ -14,7 +14,7 @@ import click
 
 #: subcommand name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "egfr": ("trialsieve.cli.egfr", "Estimate GFR (CKD-EPI 2009/2021, MDRD), one patient or a CSV."),
+    "egfr": ("trialsieve.cli.egfr", "Estimate GFR (CKD-EPI, MDRD), one patient or a CSV."),
     "aki": ("trialsieve.cli.aki", "Stage AKI (KDIGO and NHS England) over creatinine series."),
     "ingest": ("trialsieve.cli.ingest", "Read FHIR, OMOP, MIMIC or CSV data into a store."),
     "store": ("trialsieve.cli.store", "Inspect a canonical store."),

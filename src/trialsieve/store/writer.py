@@ -1,0 +1,330 @@
+"""StoreWriter: the IngestSink that writes the canonical store (layout in docs/STORE.md).
+
+Readers push Arrow batches; ``close()`` checks patients, computes stable event ids, merges the new
+rows with what the store already holds for the dataset (idempotent re-ingest; a newer export
+updates rows by event_id / patient_id without duplicates) and writes Parquet, the manifest and the
+rejects file. Nothing is lost silently: every record read is stored or rejected with a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trialsieve.ingest.sink import IngestError
+from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
+
+log = logging.getLogger(__name__)
+
+_DATASET_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclass
+class TypeCounts:
+    """Counts for one record type."""
+
+    read: int = 0
+    stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    warnings: int = 0
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest run did: read / stored / rejected by reason, per record type."""
+
+    dataset: str
+    store_dir: Path
+    by_type: dict[str, TypeCounts]
+    patients_in_store: int = 0
+    events_in_dataset: int = 0
+
+    @property
+    def read(self) -> int:
+        return sum(c.read for c in self.by_type.values())
+
+    @property
+    def stored(self) -> int:
+        return sum(c.stored for c in self.by_type.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(c.rejected_total for c in self.by_type.values())
+
+    def balanced(self) -> bool:
+        """True when every record read was stored or rejected, for every record type."""
+        return all(c.read == c.stored + c.rejected_total for c in self.by_type.values())
+
+    def table(self) -> str:
+        """The plain-text summary table printed at the end of a run."""
+        rows = [("record type", "read", "stored", "rejected", "warnings", "rejects by reason")]
+        for name in sorted(self.by_type):
+            c = self.by_type[name]
+            reasons = "; ".join(f"{r}: {n}" for r, n in c.rejected.most_common())
+            rows.append(
+                (name, str(c.read), str(c.stored), str(c.rejected_total), str(c.warnings), reasons)
+            )
+        rows.append(("TOTAL", str(self.read), str(self.stored), str(self.rejected), "", ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = []
+        for r in rows:
+            cells = [r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in range(1, 5)]
+            lines.append("  ".join(cells + [r[5]]).rstrip())
+        return "\n".join(lines)
+
+
+def _reason_key(reason: str) -> str:
+    """Group reasons for the summary: the text before the first ':' (analyte or cause)."""
+    return reason.split(" (", 1)[0][:120]
+
+
+def _conform(batch: pa.Table, schema: pa.Schema, dataset: str) -> pa.Table:
+    """Reorder/cast ``batch`` to ``schema``, filling missing columns with nulls; set dataset."""
+    n = batch.num_rows
+    cols = []
+    for f in schema:
+        if f.name == "dataset":
+            cols.append(pa.array([dataset] * n, pa.string()))
+        elif f.name in batch.column_names:
+            col = batch.column(f.name)
+            cols.append(col if col.type == f.type else col.cast(f.type))
+        else:
+            cols.append(pa.nulls(n, f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def _atomic_write_parquet(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+class StoreWriter:
+    """IngestSink writing one dataset into a store directory; use as a context manager."""
+
+    def __init__(self, store_dir: Path, dataset: str, *, strict: bool = False) -> None:
+        if not _DATASET_RE.match(dataset):
+            raise ValueError(f"dataset name {dataset!r}: use letters, digits, '_', '-', '.'")
+        self.store_dir = Path(store_dir)
+        self.dataset = dataset
+        self.strict = strict
+        self._counts: dict[str, TypeCounts] = defaultdict(TypeCounts)
+        self._patients: list[pa.Table] = []
+        self._patient_types: list[str] = []
+        self._events: list[pa.Table] = []
+        self._event_types: list[str] = []
+        self._rejects: list[dict[str, str]] = []
+        self._closed = False
+        self.summary: IngestSummary | None = None
+        self.source_path: str | None = None
+        self.source_format: str | None = None
+
+    # -- IngestSink -----------------------------------------------------------------------
+    def count_read(self, record_type: str, n: int = 1) -> None:
+        self._counts[record_type].read += n
+
+    def patients(self, batch: pa.Table, record_type: str = "Patient") -> None:
+        if batch.num_rows:
+            self._patients.append(_conform(batch, PATIENTS_SCHEMA, self.dataset))
+            self._patient_types.append(record_type)
+
+    def events(self, batch: pa.Table, record_type: str) -> None:
+        if batch.num_rows:
+            self._events.append(_conform(batch, EVENTS_SCHEMA, self.dataset))
+            self._event_types.append(record_type)
+
+    def reject(self, record_type: str, file: str, locator: str, reason: str) -> None:
+        self._counts[record_type].rejected[_reason_key(reason)] += 1
+        self._rejects.append(
+            {"record_type": record_type, "file": file, "locator": locator, "reason": reason}
+        )
+        if self.strict:
+            raise IngestError(f"{file}: {locator}: {record_type} rejected: {reason}")
+
+    def warn(self, record_type: str, file: str, locator: str, message: str) -> None:
+        self._counts[record_type].warnings += 1
+        log.warning("%s: %s: %s: %s", file, locator, record_type, message)
+
+    # -- context manager ------------------------------------------------------------------
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None and not self._closed:
+            self.close()
+
+    # -- writing --------------------------------------------------------------------------
+    def close(self) -> IngestSummary:
+        """Write Parquet, manifest.json and rejects.jsonl; return the run's summary."""
+        if self._closed:
+            assert self.summary is not None
+            return self.summary
+        self._closed = True
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        (self.store_dir / "events").mkdir(exist_ok=True)
+        con = duckdb.connect()
+        try:
+            patients = self._write_patients(con)
+            events_n = self._write_events(con)
+        finally:
+            con.close()
+        self._write_rejects()
+        summary = IngestSummary(
+            dataset=self.dataset,
+            store_dir=self.store_dir,
+            by_type=dict(self._counts),
+            patients_in_store=patients,
+            events_in_dataset=events_n,
+        )
+        self._write_manifest(summary)
+        self.summary = summary
+        return summary
+
+    def _write_patients(self, con: duckdb.DuckDBPyConnection) -> int:
+        path = self.store_dir / "patients.parquet"
+        new = pa.concat_tables(self._patients) if self._patients else PATIENTS_SCHEMA.empty_table()
+        for rt in set(self._patient_types):
+            n = sum(
+                t.num_rows
+                for t, t_rt in zip(self._patients, self._patient_types, strict=True)
+                if t_rt == rt
+            )
+            self._counts[rt].stored += n
+        old = pq.read_table(path) if path.exists() else PATIENTS_SCHEMA.empty_table()
+        new = new.append_column("__i", pa.array(range(new.num_rows), pa.int64()))
+        con.register("new_p", new)
+        con.register("old_p", old)
+        merged = con.sql(
+            """
+            WITH n AS (
+              SELECT * EXCLUDE (rn) FROM (
+                SELECT * EXCLUDE (__i),
+                  row_number() OVER (PARTITION BY patient_id ORDER BY __i DESC) AS rn
+                FROM new_p
+                QUALIFY rn = 1)
+            )
+            SELECT * FROM old_p WHERE patient_id NOT IN (SELECT patient_id FROM n)
+            UNION ALL SELECT * FROM n
+            ORDER BY patient_id
+            """
+        ).to_arrow_table()
+        merged = merged.cast(PATIENTS_SCHEMA)
+        _atomic_write_parquet(merged, path)
+        self._known_patients = merged.select(["patient_id"])
+        return merged.num_rows
+
+    def _write_events(self, con: duckdb.DuckDBPyConnection) -> int:
+        path = self.store_dir / "events" / f"{self.dataset}.parquet"
+        if self._events:
+            typed = [
+                t.append_column("record_type", pa.array([rt] * t.num_rows, pa.string()))
+                for t, rt in zip(self._events, self._event_types, strict=True)
+            ]
+            new = pa.concat_tables(typed)
+        else:
+            new = EVENTS_SCHEMA.empty_table().append_column(
+                "record_type", pa.array([], pa.string())
+            )
+        new = new.append_column("__i", pa.array(range(new.num_rows), pa.int64()))
+        con.register("new_e", new)
+        con.register("known", self._known_patients)
+        # unknown patients -> rejects (one per source record)
+        unknown = con.execute(
+            """
+            SELECT record_type, source, any_value(patient_id) FROM new_e
+            WHERE patient_id IS NULL OR patient_id NOT IN (SELECT patient_id FROM known)
+            GROUP BY record_type, source ORDER BY source
+            """
+        ).fetchall()
+        for rt, source, pid in unknown:
+            file = source.split(":", 1)[0] if source and ":" in source else ""
+            reason = "missing patient reference" if pid is None else "unknown patient"
+            self.reject(rt, file, source or "", reason)
+        stored = con.execute(
+            """
+            SELECT record_type, count(DISTINCT source) FROM new_e
+            WHERE patient_id IN (SELECT patient_id FROM known) GROUP BY record_type
+            """
+        ).fetchall()
+        for rt, n in stored:
+            self._counts[rt].stored += n
+        old = pq.read_table(path) if path.exists() else EVENTS_SCHEMA.empty_table()
+        con.register("old_e", old)
+        merged = con.sql(
+            """
+            WITH n0 AS (
+              SELECT * EXCLUDE (record_type, event_id, __i), __i,
+                coalesce(event_id, md5(concat_ws('|', dataset, source, code_system, code,
+                                                  kind)))::VARCHAR AS event_id
+              FROM new_e WHERE patient_id IN (SELECT patient_id FROM known)
+            ), n AS (
+              SELECT * EXCLUDE (__i) FROM n0
+              QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY __i DESC) = 1
+            )
+            SELECT * FROM old_e WHERE event_id NOT IN (SELECT event_id FROM n)
+            UNION ALL BY NAME SELECT * FROM n
+            ORDER BY patient_id, start_time, event_id
+            """
+        ).to_arrow_table()
+        merged = merged.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
+        _atomic_write_parquet(merged, path)
+        return merged.num_rows
+
+    def _write_rejects(self) -> None:
+        """rejects.jsonl keeps the last run's rejects of every dataset (this one's replaced)."""
+        path = self.store_dir / "rejects.jsonl"
+        kept: list[str] = []
+        if path.exists():
+            with path.open(encoding="utf-8") as f:
+                for line in f:
+                    if line.strip() and json.loads(line).get("dataset") != self.dataset:
+                        kept.append(line.rstrip("\n"))
+        tmp = path.with_suffix(".jsonl.tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for line in kept:
+                f.write(line + "\n")
+            for r in self._rejects:
+                f.write(json.dumps({"dataset": self.dataset, **r}, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+
+    def _write_manifest(self, summary: IngestSummary) -> None:
+        path = self.store_dir / "manifest.json"
+        manifest = json.loads(path.read_text("utf-8")) if path.exists() else {"datasets": {}}
+        manifest.setdefault("datasets", {})[self.dataset] = {
+            "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "source": self.source_path,
+            "format": self.source_format,
+            "events": summary.events_in_dataset,
+            "read": summary.read,
+            "stored": summary.stored,
+            "rejected": summary.rejected,
+            "by_type": {
+                k: {"read": c.read, "stored": c.stored, "rejected": dict(c.rejected)}
+                for k, c in sorted(summary.by_type.items())
+            },
+        }
+        manifest["schema_version"] = 1
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        os.replace(tmp, path)
