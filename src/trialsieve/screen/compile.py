@@ -1,0 +1,515 @@
+"""Rule language -> SQL (docs/PROTOCOLS.md "Rule nodes").
+
+Every node compiles to one temporary table over the screened population ``pop``, one row per
+patient, with columns ``patient_id``, ``v`` (verdict code of ``screen.sql``: 3 met, 2 unknown,
+1 manual, 0 not_met), ``reason`` and ``ev`` (a list of evidence structs). Leaves query the
+``events`` view; composite nodes combine their children's tables with Kleene logic. The same
+tables answer for a million patients or, filtered to one, explain a single verdict.
+
+Open world (measurements, eGFR, AKI): no value in the window -> unknown.
+Closed world (coded history: has, count, exposure_days): no code -> not_met.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import duckdb
+
+from trialsieve import units
+from trialsieve.kidney.egfr import EQUATIONS, egfr_sql, needs_cystatin
+from trialsieve.screen import kidney_tables
+from trialsieve.screen.concepts import concept_predicate
+from trialsieve.screen.sql import (
+    EMPTY_EV,
+    MANUAL,
+    MET,
+    NOT_MET,
+    OPS,
+    UNKNOWN,
+    Window,
+    event_evidence,
+    evidence_struct,
+    fmt_num,
+    lit,
+    parse_window,
+)
+
+#: evidence items kept per node (most recent first)
+MAX_EVIDENCE = 10
+
+DEFAULT_HAS_KINDS = ("condition", "procedure", "medication", "observation")
+
+
+class RuleError(ValueError):
+    """A rule the compiler cannot translate (unknown node, bad field)."""
+
+
+def age_years_sql(birth: str, at: str) -> str:
+    """Whole years of age at ``at`` for birth date ``birth`` (birthday reached -> +1)."""
+    return (
+        f"(year({at}) - year({birth}) - CASE WHEN month({at}) * 100 + day({at}) "
+        f"< month({birth}) * 100 + day({birth}) THEN 1 ELSE 0 END)"
+    )
+
+
+class Compiler:
+    """Compiles the rules of one protocol into temp tables on a DuckDB connection.
+
+    ``concept_sets`` maps names to concept sets (protocol ``concept_sets``); ``settings`` are the
+    protocol's settings (e.g. ``aki_lookback_days``).
+    """
+
+    _ids = itertools.count()
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        as_of: dt.datetime,
+        concept_sets: Mapping[str, Any],
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.con = con
+        self.as_of = as_of
+        self.T = lit(as_of)
+        self.concept_sets = concept_sets
+        self.settings = dict(settings or {})
+        self.kidney = kidney_tables.KidneyTables(con, as_of)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _table(self, select_sql: str) -> str:
+        name = f"__n{next(self._ids)}"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
+        return name
+
+    def _finish(self, agg_sql: str, v: str, reason: str, ev: str, default: int, why: str) -> str:
+        """Join per-patient aggregate ``a`` onto ``pop``; patients absent get ``default``."""
+        return self._table(
+            f"WITH a AS ({agg_sql}) SELECT p.patient_id, "
+            f"CASE WHEN a.patient_id IS NULL THEN {default} ELSE {v} END AS v, "
+            f"CASE WHEN a.patient_id IS NULL THEN {lit(why)} ELSE {reason} END AS reason, "
+            f"CASE WHEN a.patient_id IS NULL THEN {EMPTY_EV} ELSE {ev} END AS ev "
+            f"FROM pop p LEFT JOIN a ON a.patient_id = p.patient_id"
+        )
+
+    def concept(self, spec: Any) -> tuple[str, str]:
+        """(SQL predicate, label) for a concept-set name or inline set."""
+        if isinstance(spec, str):
+            if spec not in self.concept_sets:
+                raise RuleError(f"unknown concept set {spec!r}")
+            cs = self.concept_sets[spec]
+            desc = getattr(cs, "description", "") or spec
+            return concept_predicate(cs, "e"), desc
+        if isinstance(spec, Mapping):
+            return concept_predicate(spec, "e"), str(spec.get("description", "listed codes"))
+        raise RuleError(f"bad concepts {spec!r}")
+
+    # -- entry point --------------------------------------------------------------------------
+    def node(self, rule: Mapping[str, Any]) -> str:
+        """Compile one rule node; return the name of its verdict table."""
+        if not isinstance(rule, Mapping) or len(rule) != 1:
+            raise RuleError(f"a rule node is a mapping with exactly one key, got {rule!r}")
+        ((kind, body),) = rule.items()
+        handler: Callable[[Any], str] | None = getattr(self, f"_n_{kind}", None)
+        if handler is None:
+            raise RuleError(f"unknown rule node {kind!r}")
+        return handler(body)
+
+    # -- demographic leaves --------------------------------------------------------------------
+    def _n_age(self, body: Mapping[str, Any]) -> str:
+        age = age_years_sql("p.birth_date", self.T)
+        conds = []
+        if body.get("min") is not None:
+            conds.append(f"{age} >= {lit(body['min'])}")
+        if body.get("max") is not None:
+            conds.append(f"{age} <= {lit(body['max'])}")
+        rng = f"{body.get('min', '')}-{body.get('max', '')}"
+        ok = " AND ".join(conds) or "TRUE"
+        ev = evidence_struct("p.source", "'birth_date'", age, "'years'", "p.birth_date")
+        return self._table(
+            f"SELECT p.patient_id, CASE WHEN p.birth_date IS NULL THEN {UNKNOWN} "
+            f"WHEN {ok} THEN {MET} ELSE {NOT_MET} END AS v, "
+            f"CASE WHEN p.birth_date IS NULL THEN 'birth date unknown' ELSE "
+            f"'age ' || CAST({age} AS VARCHAR) || ' at screening (required {rng})' END AS reason, "
+            f"CASE WHEN p.birth_date IS NULL THEN {EMPTY_EV} ELSE [{ev}] END AS ev FROM pop p"
+        )
+
+    def _n_sex(self, body: Any) -> str:
+        want = str(body).lower()
+        ev = evidence_struct("p.source", "'sex'", "NULL", "NULL", "p.birth_date", "p.sex")
+        return self._table(
+            f"SELECT p.patient_id, CASE WHEN p.sex IS NULL OR p.sex NOT IN ('male', 'female') "
+            f"THEN {UNKNOWN} WHEN p.sex = {lit(want)} THEN {MET} ELSE {NOT_MET} END AS v, "
+            f"'recorded sex ' || COALESCE(p.sex, 'unknown') AS reason, [{ev}] AS ev FROM pop p"
+        )
+
+    def _n_manual(self, body: Any) -> str:
+        return self._table(
+            f"SELECT patient_id, {MANUAL} AS v, {lit('manual check: ' + str(body))} AS reason, "
+            f"{EMPTY_EV} AS ev FROM pop"
+        )
+
+    # -- coded history (closed world) ---------------------------------------------------------
+    def _coded_rows(self, body: Mapping[str, Any], default_kinds: tuple[str, ...]) -> str:
+        pred, _ = self.concept(body["concepts"])
+        kinds = tuple(body.get("kinds") or default_kinds)
+        w = parse_window(body.get("window", "ever"))
+        start = w.start(self.as_of)
+        # medications count when their exposure overlaps the window; others by start time
+        overlap = f"e.start_time <= {self.T}" + (
+            "" if start is None else f" AND COALESCE(e.end_time, e.start_time) >= {lit(start)}"
+        )
+        timing = (
+            f"CASE WHEN e.kind = 'medication' THEN ({overlap}) "
+            f"ELSE {w.contains('e.start_time', self.as_of)} END"
+        )
+        route = ""
+        if body.get("route"):
+            route = f" AND lower(e.route) = {lit(str(body['route']).lower())}"
+        kinds_sql = ", ".join(lit(k) for k in kinds)
+        return f"FROM events e WHERE e.kind IN ({kinds_sql}) AND {pred} AND {timing}{route}"
+
+    def _has_like(self, body: Mapping[str, Any], op: str, value: float) -> str:
+        rows = self._coded_rows(body, DEFAULT_HAS_KINDS)
+        _, label = self.concept(body["concepts"])
+        w = parse_window(body.get("window", "ever"))
+        ev = event_evidence("e", "COALESCE(e.display, e.code)")
+        agg = (
+            f"SELECT e.patient_id, count(*) AS n, "
+            f"list_slice(list({ev} ORDER BY e.start_time DESC), 1, {MAX_EVIDENCE}) AS evs, "
+            f"arg_max(COALESCE(e.display, e.code), e.start_time) AS what, "
+            f"max(e.start_time) AS last {rows} GROUP BY e.patient_id"
+        )
+        test = f"a.n {OPS[op]} {lit(value)}"
+        reason = (
+            f"CAST(a.n AS VARCHAR) || ' record(s) of {_q(label)} ({w.label}), latest: ' "
+            f"|| a.what || ' on ' || strftime(a.last, '%Y-%m-%d')"
+        )
+        zero_ok = _compare(0, op, value)
+        return self._finish(
+            agg,
+            f"CASE WHEN {test} THEN {MET} ELSE {NOT_MET} END",
+            reason,
+            "a.evs",
+            MET if zero_ok else NOT_MET,
+            f"no record of {label} ({w.label})",
+        )
+
+    def _n_has(self, body: Mapping[str, Any]) -> str:
+        return self._has_like(body, ">=", 1)
+
+    def _n_count(self, body: Mapping[str, Any]) -> str:
+        return self._has_like(body, str(body.get("op", ">=")), float(body["value"]))
+
+    def _n_exposure_days(self, body: Mapping[str, Any]) -> str:
+        pred, label = self.concept(body["concepts"])
+        w = parse_window(body.get("window", "ever"))
+        start = w.start(self.as_of)
+        lo = "e.start_time" if start is None else f"GREATEST(e.start_time, {lit(start)})"
+        # a point event (no end, or end == start) counts one day
+        end = (
+            "CASE WHEN e.end_time IS NULL OR e.end_time <= e.start_time "
+            "THEN e.start_time + INTERVAL 1 DAY ELSE e.end_time END"
+        )
+        hi = f"LEAST({end}, {self.T})"
+        timing = f"e.start_time <= {self.T}"
+        if start is not None:
+            timing += f" AND ({end}) >= {lit(start)}"
+        ev = event_evidence("e", "COALESCE(e.display, e.code)")
+        op, value = str(body.get("op", ">")), float(body["value"])
+        agg = f"""
+            WITH iv AS (
+                SELECT e.patient_id, {lo} AS s, {hi} AS t, {ev} AS ev1, e.start_time
+                FROM events e WHERE e.kind = 'medication' AND {pred} AND {timing}),
+            o AS (SELECT *, max(t) OVER (PARTITION BY patient_id ORDER BY s, t
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_t FROM iv),
+            g AS (SELECT *, sum(CASE WHEN prev_t IS NULL OR s > prev_t THEN 1 ELSE 0 END)
+                      OVER (PARTITION BY patient_id ORDER BY s, t ROWS UNBOUNDED PRECEDING)
+                      AS grp FROM o),
+            isl AS (SELECT patient_id, grp, min(s) AS s, max(t) AS t FROM g GROUP BY ALL),
+            tot AS (SELECT patient_id, sum(GREATEST(epoch(t) - epoch(s), 0)) / 86400.0 AS days
+                    FROM isl GROUP BY patient_id),
+            evs AS (SELECT patient_id, list_slice(list(ev1 ORDER BY start_time DESC), 1,
+                    {MAX_EVIDENCE}) AS evs FROM iv GROUP BY patient_id)
+            SELECT tot.patient_id, tot.days, evs.evs FROM tot JOIN evs USING (patient_id)"""
+        reason = (
+            f"{fmt_num('a.days')} || ' day(s) of {_q(label)} {w.label} "
+            f"(rule: {_q(op)} {value:g} days)'"
+        )
+        return self._finish(
+            agg,
+            f"CASE WHEN a.days {OPS[op]} {lit(value)} THEN {MET} ELSE {NOT_MET} END",
+            reason,
+            "a.evs",
+            MET if _compare(0, op, value) else NOT_MET,
+            f"no exposure to {label} ({w.label})",
+        )
+
+    # -- measurements (open world) -------------------------------------------------------------
+    def _numeric(
+        self,
+        rows_sql: str,
+        *,
+        agg: str,
+        label: str,
+        unit: str,
+        rule_text: str,
+        missing: str,
+    ) -> str:
+        """Aggregate rows (patient_id, t, val, pass BOOLEAN, ev1, ord) into verdicts."""
+        order = {
+            "latest": "t DESC, ord",
+            "min": "val ASC, t DESC, ord",
+            "max": "val DESC, t DESC, ord",
+        }
+        show = f"'{_q(label)} ' || {fmt_num('val')} || ' {_q(unit)} on ' || strftime(t, '%Y-%m-%d')"
+        if agg in order:
+            sql = f"""
+                WITH r AS ({rows_sql}),
+                k AS (SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY {order[agg]})
+                      AS rn FROM r)
+                SELECT patient_id, pass, {show} AS what, [ev1] AS evs FROM k WHERE rn = 1"""
+            v = f"CASE WHEN a.pass THEN {MET} WHEN NOT a.pass THEN {NOT_MET} ELSE {UNKNOWN} END"
+            reason = f"'{agg} ' || a.what || ' (rule: {_q(rule_text)})'"
+            return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
+        if agg not in ("any", "every"):
+            raise RuleError(f"unknown aggregation {agg!r} (latest, min, max, any, every)")
+        recent = "ORDER BY t DESC"
+        sql = f"""
+            WITH r AS ({rows_sql})
+            SELECT patient_id, count(*) AS n, count_if(pass) AS n_true,
+                   count_if(NOT pass) AS n_false,
+                   list(ev1 {recent}) FILTER (WHERE pass) AS ev_true,
+                   list(ev1 {recent}) FILTER (WHERE NOT pass) AS ev_false,
+                   list(ev1 {recent}) AS ev_all,
+                   arg_max({show}, t) FILTER (WHERE pass) AS what_true,
+                   arg_max({show}, t) FILTER (WHERE NOT pass) AS what_false
+            FROM r GROUP BY patient_id"""
+        if agg == "any":
+            v = (
+                f"CASE WHEN a.n_true > 0 THEN {MET} WHEN a.n_false < a.n THEN {UNKNOWN} "
+                f"ELSE {NOT_MET} END"
+            )
+            reason = (
+                f"CASE WHEN a.n_true > 0 THEN CAST(a.n_true AS VARCHAR) || ' of ' || "
+                f"CAST(a.n AS VARCHAR) || ' values meet {_q(rule_text)}, latest ' || a.what_true "
+                f"ELSE 'none of ' || CAST(a.n AS VARCHAR) || ' values meets {_q(rule_text)}' END"
+            )
+            ev = "CASE WHEN a.n_true > 0 THEN a.ev_true ELSE a.ev_all END"
+        else:
+            v = (
+                f"CASE WHEN a.n_false > 0 THEN {NOT_MET} WHEN a.n_true < a.n THEN {UNKNOWN} "
+                f"ELSE {MET} END"
+            )
+            reason = (
+                f"CASE WHEN a.n_false > 0 THEN CAST(a.n_false AS VARCHAR) || ' of ' || "
+                f"CAST(a.n AS VARCHAR) || ' values fail {_q(rule_text)}, latest ' || a.what_false "
+                f"ELSE 'all ' || CAST(a.n AS VARCHAR) || ' values meet {_q(rule_text)}' END"
+            )
+            ev = "CASE WHEN a.n_false > 0 THEN a.ev_false ELSE a.ev_all END"
+        ev = f"list_slice({ev}, 1, {MAX_EVIDENCE})"
+        return self._finish(sql, v, reason, ev, UNKNOWN, missing)
+
+    def _n_lab(self, body: Mapping[str, Any]) -> str:
+        analyte = str(body["analyte"])
+        if analyte not in units.ANALYTES:
+            raise RuleError(f"unknown analyte {analyte!r}")
+        cunit = units.canonical_unit(analyte)
+        w = parse_window(body.get("window", "ever"))
+        op = str(body["op"])
+        if op not in OPS:
+            raise RuleError(f"unknown operator {op!r}")
+        if "uln_multiple" in body or "lln_multiple" in body:
+            upper = "uln_multiple" in body
+            k = float(body["uln_multiple" if upper else "lln_multiple"])
+            default = units.default_uln(analyte) if upper else units.default_lln(analyte)
+            ref = "e.ref_high" if upper else "e.ref_low"
+            limit = f"({lit(k)} * COALESCE({ref}, {lit(default)}))"
+            name = "ULN" if upper else "LLN"
+            rule_text = f"{op} {k:g} x {name}"
+            note = (
+                f"'{name} ' || COALESCE({fmt_num(ref)} || ' (reference range)', "
+                f"{lit((f'{default:g} (default table)') if default is not None else 'unknown')})"
+            )
+        else:
+            given = float(body["value"])
+            unit = body.get("unit") or cunit
+            try:
+                threshold = units.to_canonical(analyte, given, unit)
+            except units.UnitError as e:
+                raise RuleError(str(e)) from e
+            limit = lit(threshold)
+            rule_text = f"{op} {given:g} {unit}"
+            if unit != cunit:
+                rule_text += f" = {threshold:.4g} {cunit}"
+            note = "NULL"
+        rows = (
+            f"SELECT e.patient_id, e.start_time AS t, e.value AS val, e.event_id AS ord, "
+            f"e.value {OPS[op]} {limit} AS pass, {event_evidence('e', note)} AS ev1 "
+            f"FROM events e WHERE e.analyte = {lit(analyte)} AND e.value IS NOT NULL "
+            f"AND {w.contains('e.start_time', self.as_of)}"
+        )
+        return self._numeric(
+            rows,
+            agg=str(body.get("agg", "latest")),
+            label=analyte,
+            unit=cunit,
+            rule_text=rule_text,
+            missing=f"no {analyte} result in {_window_phrase(w)}",
+        )
+
+    def _n_egfr(self, body: Mapping[str, Any]) -> str:
+        equation = str(body.get("equation", "ckd-epi-2021"))
+        if equation not in EQUATIONS:
+            raise RuleError(f"unknown eGFR equation {equation!r}")
+        if needs_cystatin(equation):
+            raise RuleError(f"{equation}: cystatin C pairing is not supported in rules yet")
+        op = str(body["op"])
+        value = float(body["value"])
+        rule_text = f"eGFR {op} {value:g} mL/min/1.73m2 ({equation})"
+        if body.get("from") == "aki_baseline":
+            return self._egfr_baseline(body, equation, op, value, rule_text)
+        w = parse_window(body.get("window", "ever"))
+        age = age_years_sql("p.birth_date", "e.start_time")
+        egfr = egfr_sql(equation, "e.value", age, "p.sex = 'female'")
+        note = (
+            f"'eGFR {equation} from creatinine ' || {fmt_num('e.value')} || ' umol/L, age ' "
+            f"|| CAST({age} AS VARCHAR) || ', ' || p.sex"
+        )
+        ev = evidence_struct(
+            "e.source",
+            "e.code_system || '|' || e.code",
+            egfr,
+            "'mL/min/1.73m2'",
+            "e.start_time",
+            note,
+        )
+        rows = (
+            f"SELECT e.patient_id, e.start_time AS t, {egfr} AS val, e.event_id AS ord, "
+            f"{egfr} {OPS[op]} {lit(value)} AS pass, {ev} AS ev1 "
+            f"FROM events e JOIN pop p ON p.patient_id = e.patient_id "
+            f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL "
+            f"AND p.birth_date IS NOT NULL AND p.sex IN ('male', 'female') "
+            f"AND {w.contains('e.start_time', self.as_of)}"
+        )
+        return self._numeric(
+            rows,
+            agg=str(body.get("agg", "latest")),
+            label="eGFR",
+            unit="mL/min/1.73m2",
+            rule_text=rule_text,
+            missing=f"no creatinine result (with age and sex) in {_window_phrase(w)}",
+        )
+
+    def _egfr_baseline(
+        self, body: Mapping[str, Any], equation: str, op: str, value: float, rule_text: str
+    ) -> str:
+        baseline = str(body.get("baseline", "kdigo"))
+        w = parse_window(body.get("window", {"days": self.settings.get("aki_lookback_days", 7)}))
+        stages = self.kidney.stages(baseline)
+        age = age_years_sql("p.birth_date", "s.t")
+        egfr = egfr_sql(equation, "s.baseline_umol_l", age, "p.sex = 'female'")
+        note = (
+            f"'pre-AKI eGFR {equation} of baseline creatinine ' || {fmt_num('s.baseline_umol_l')}"
+            f" || ' umol/L (' || s.baseline_source || ', strategy {baseline})'"
+        )
+        ev = evidence_struct("c.source", "c.code", egfr, "'mL/min/1.73m2'", "s.t", note)
+        rows = f"""
+            SELECT s.patient_id, s.t, {egfr} AS val, s.rid AS ord,
+                   {egfr} {OPS[op]} {lit(value)} AS pass, {ev} AS ev1, s.kdigo_stage
+            FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
+            JOIN {self.kidney.creat()} c ON c.rid = s.rid
+            WHERE s.baseline_umol_l IS NOT NULL AND p.birth_date IS NOT NULL
+              AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)}"""
+        # the result of the highest KDIGO stage in the window (latest among equals)
+        ranked = f"""
+            SELECT patient_id, t, val, ord, pass, ev1 FROM (
+                SELECT *, row_number() OVER (PARTITION BY patient_id
+                    ORDER BY kdigo_stage DESC, t DESC, ord) AS rn FROM ({rows})) WHERE rn = 1"""
+        return self._numeric(
+            ranked,
+            agg="latest",
+            label="pre-AKI eGFR",
+            unit="mL/min/1.73m2",
+            rule_text=rule_text,
+            missing=f"no creatinine with a baseline in {_window_phrase(w)}",
+        )
+
+    def _n_aki(self, body: Mapping[str, Any]) -> str:
+        return self.kidney.aki_node(self, body)
+
+    # -- logic ---------------------------------------------------------------------------------
+    def _n_all(self, children: list[Any]) -> str:
+        return self._combine("all", [self.node(c) for c in children])
+
+    def _n_any(self, children: list[Any]) -> str:
+        return self._combine("any", [self.node(c) for c in children])
+
+    def _n_not(self, child: Any) -> str:
+        t = self.node(child)
+        return self._table(
+            f"SELECT patient_id, CASE WHEN v = {MET} THEN {NOT_MET} WHEN v = {NOT_MET} THEN {MET} "
+            f"ELSE v END AS v, CASE WHEN v IN ({MET}, {NOT_MET}) THEN 'not: ' || reason "
+            f"ELSE reason END AS reason, ev FROM {t}"
+        )
+
+    def _combine(self, how: str, tables: list[str]) -> str:
+        if not tables:
+            raise RuleError(f"'{how}' needs at least one child")
+        if len(tables) == 1:
+            return tables[0]
+        names = [f"c{i}" for i in range(len(tables))]
+        vs = [f"{n}.v" for n in names]
+        if how == "any":
+            v = f"GREATEST({', '.join(vs)})"
+        else:
+            v = (
+                f"CASE WHEN LEAST({', '.join(vs)}) = {NOT_MET} THEN {NOT_MET} "
+                f"WHEN {' OR '.join(f'{x} = {UNKNOWN}' for x in vs)} THEN {UNKNOWN} "
+                f"WHEN {' OR '.join(f'{x} = {MANUAL}' for x in vs)} THEN {MANUAL} ELSE {MET} END"
+            )
+        joins = " ".join(
+            f"JOIN {t} {n} ON {n}.patient_id = p.patient_id"
+            for t, n in zip(tables, names, strict=True)
+        )
+        inner = (
+            f"SELECT p.patient_id, {v} AS v, "
+            + ", ".join(
+                f"{n}.v AS v{i}, {n}.reason AS r{i}, {n}.ev AS e{i}" for i, n in enumerate(names)
+            )
+            + f" FROM pop p {joins}"
+        )
+        reasons = ", ".join(f"CASE WHEN v{i} = v THEN r{i} END" for i in range(len(names)))
+        ev = f"CASE WHEN v0 = v THEN e0 ELSE {EMPTY_EV} END"
+        for i in range(1, len(names)):
+            ev = f"list_concat({ev}, CASE WHEN v{i} = v THEN e{i} ELSE {EMPTY_EV} END)"
+        return self._table(
+            f"SELECT patient_id, v, concat_ws('; ', {reasons}) AS reason, {ev} AS ev FROM ({inner})"
+        )
+
+
+def _q(text: str) -> str:
+    """Escape text for use inside a SQL string literal."""
+    return text.replace("'", "''")
+
+
+def _window_phrase(w: Window) -> str:
+    return (
+        "the record"
+        if w.span_s is None
+        else f"the {w.label.removeprefix('within ')} before screening"
+    )
+
+
+def _compare(x: float, op: str, value: float) -> bool:
+    return {
+        "<": x < value,
+        "<=": x <= value,
+        ">": x > value,
+        ">=": x >= value,
+        "==": x == value,
+        "=": x == value,
+    }[op]

@@ -1,0 +1,209 @@
+"""The kidney rules of ``trialsieve.kidney`` over the store, for the screening compiler.
+
+Creatinine results (``events.analyte = 'creatinine'``, µmol/L) up to the screening instant are
+staged once per baseline strategy with :func:`trialsieve.kidney.aki.creatinine_stages_sql` (KDIGO
+2012 / NHS England PSA 2014, exactly as ``trialsieve aki``), urine output with
+:mod:`trialsieve.kidney.urine` (KDIGO 2012 Table 2); the ``aki`` rule node reads these tables.
+History before the look-back window is used for baselines; nothing after ``as_of`` is seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from trialsieve.kidney import aki, urine
+from trialsieve.screen.sql import (
+    EMPTY_EV,
+    MET,
+    NOT_MET,
+    OPS,
+    UNKNOWN,
+    evidence_struct,
+    fmt_num,
+    lit,
+    parse_window,
+)
+
+if TYPE_CHECKING:
+    from trialsieve.screen.compile import Compiler
+
+MIN_48H = "min-48h"
+
+
+class KidneyTables:
+    """Lazily built per-run tables: creatinine, stages per baseline, urine periods, weights."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> None:
+        self.con = con
+        self.T = lit(as_of)
+        self._made: set[str] = set()
+
+    def _make(self, name: str, sql: str) -> str:
+        if name not in self._made:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+            self._made.add(name)
+        return name
+
+    def creat(self) -> str:
+        """rid, patient_id, t, scr (µmol/L), source, code of the screened patients."""
+        return self._make(
+            "__creat",
+            "SELECT row_number() OVER (ORDER BY e.patient_id, e.start_time, e.event_id) AS rid, "
+            "e.patient_id, e.start_time AS t, e.value AS scr, e.source, "
+            "e.code_system || '|' || e.code AS code FROM events e "
+            "JOIN pop p ON p.patient_id = e.patient_id "
+            f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL AND e.start_time <= {self.T}",
+        )
+
+    def stages(self, baseline: str) -> str:
+        """Per-result KDIGO/NHS stages with ``baseline`` strategy (kidney.aki)."""
+        if baseline not in aki.BASELINES:
+            raise ValueError(f"unknown baseline strategy {baseline!r} ({', '.join(aki.BASELINES)})")
+        creat = self.creat()
+        pats = self._make("__aki_patients", "SELECT patient_id, birth_date, sex FROM pop")
+        sql = aki.creatinine_stages_sql(creat, patients=pats, baseline=baseline)
+        return self._make(f"__stages_{baseline.replace('-', '_')}", sql)
+
+    def urine(self) -> tuple[str, str]:
+        """(urine periods, weights) tables in the layout of kidney.urine."""
+        u = self._make(
+            "__urine",
+            'SELECT e.patient_id, e.start_time AS start, e.end_time AS "end", '
+            "e.value AS volume_ml, e.source FROM events e JOIN pop p USING (patient_id) "
+            "WHERE e.analyte = 'urine_volume' AND e.value IS NOT NULL "
+            f"AND e.end_time IS NOT NULL AND e.end_time <= {self.T}",
+        )
+        w = self._make(
+            "__weights",
+            "SELECT e.patient_id, e.start_time AS t, e.value AS weight_kg FROM events e "
+            "JOIN pop p USING (patient_id) WHERE e.analyte = 'weight' AND e.value IS NOT NULL "
+            f"AND e.start_time <= {self.T}",
+        )
+        return u, w
+
+    # -- the aki rule node ----------------------------------------------------------------
+    def aki_node(self, comp: Compiler, body: Mapping[str, Any]) -> str:
+        """Compile ``aki: {condition, onset_within, baseline}`` (docs/PROTOCOLS.md)."""
+        lookback = comp.settings.get("aki_lookback_days", 7)
+        w = parse_window(body.get("onset_within", {"days": lookback}))
+        baseline = str(body.get("baseline", "kdigo"))
+        hits = self._condition(body["condition"], baseline)
+        in_w = w.contains("h.t", comp.as_of)
+        c_in_w = w.contains("c.t", comp.as_of)
+        u, _ = self.urine()
+        u_in_w = w.contains('x."end"', comp.as_of)
+        agg = f"""
+            WITH h AS ({hits}),
+            hw AS (SELECT patient_id, t, ev1, max(why) AS why FROM h WHERE {in_w}
+                   GROUP BY patient_id, t, ev1),
+            m AS (SELECT patient_id, list(ev1 ORDER BY t DESC) AS evs, arg_max(why, t) AS why
+                  FROM hw GROUP BY patient_id),
+            d AS (SELECT patient_id FROM {self.creat()} c WHERE {c_in_w}
+                  UNION SELECT patient_id FROM {u} x WHERE {u_in_w})
+            SELECT d.patient_id, m.evs, m.why FROM d LEFT JOIN m USING (patient_id)
+            UNION ALL SELECT m.patient_id, m.evs, m.why FROM m
+            WHERE m.patient_id NOT IN (SELECT patient_id FROM d)"""
+        return comp._finish(
+            agg,
+            f"CASE WHEN a.why IS NOT NULL THEN {MET} ELSE {NOT_MET} END",
+            f"COALESCE(a.why, 'no AKI criterion met {w.label}')",
+            f"COALESCE(list_slice(a.evs, 1, 10), {EMPTY_EV})",
+            UNKNOWN,
+            f"no creatinine or urine output {w.label} before screening",
+        )
+
+    def _condition(self, cond: Mapping[str, Any], baseline: str) -> str:
+        """Rows (patient_id, t, why, ev1) where a condition holds."""
+        if not isinstance(cond, Mapping) or len(cond) != 1:
+            raise ValueError(f"an aki condition has exactly one key, got {cond!r}")
+        ((kind, spec),) = cond.items()
+        if kind == "any_of":
+            return " UNION ALL ".join(f"({self._condition(c, baseline)})" for c in spec)
+        if kind == "kdigo_stage":
+            lo = int(spec.get("min", 1))
+            s = self.stages(baseline)
+            sample = ("s.baseline_time", "s.baseline_umol_l", "'baseline sample'")
+            creat = self._creat_rows(s, f"s.kdigo_stage >= {lo}", "s.kdigo_reason", sample)
+            uo = (
+                self._urine_rows(urine.urine_stages_sql(*self.urine()), "stage_time", "reason")
+                + f" AND x.stage >= {lo}"
+            )
+            return f"({creat}) UNION ALL ({uo})"
+        if kind == "creatinine_rise":
+            rise = float(spec.get("umol_l", 26.5))
+            if float(spec.get("hours", 48)) != 48:
+                raise ValueError("creatinine_rise supports the KDIGO 48-hour window only")
+            s = self.stages(baseline)
+            why = (
+                f"'creatinine rose ' || {fmt_num('s.min48_umol_l')} || ' -> ' || "
+                f"{fmt_num('s.scr')} || ' umol/L (+' || {fmt_num('s.rise48_umol_l')} || "
+                f"') within 48 h (rule: >= {rise:g} umol/L)'"
+            )
+            ref = ("s.min48_time", "s.min48_umol_l", "'reference: lowest in the 48 h before'")
+            return self._creat_rows(s, f"s.rise48_umol_l >= {lit(rise)}", why, ref)
+        if kind == "creatinine_ratio":
+            op, value = str(spec.get("op", ">=")), float(spec["value"])
+            base = str(spec.get("baseline", baseline))
+            if base == MIN_48H:
+                s = self.stages(baseline)
+                ratio, ref, src = "s.scr / s.min48_umol_l", "s.min48_umol_l", "'lowest in 48 h'"
+                sample = ("s.min48_time", ref, "'reference: lowest in the 48 h before'")
+            else:
+                s = self.stages(base)
+                ratio, ref, src = "s.ratio", "s.baseline_umol_l", "s.baseline_source"
+                sample = ("s.baseline_time", ref, "'baseline sample (' || s.baseline_source || ')'")
+            why = (
+                f"'creatinine ' || {fmt_num('s.scr')} || ' umol/L = ' || {fmt_num(ratio)} || "
+                f"' x baseline ' || {fmt_num(ref)} || ' umol/L (' || {src} || ') (rule: ratio "
+                f"{op} {value:g})'"
+            )
+            return self._creat_rows(s, f"{ratio} {OPS[op]} {lit(value)}", why, sample)
+        if kind == "urine_output":
+            below = float(spec["below_ml_kg_h"])
+            hours = float(spec["hours"])
+            runs = urine.below_threshold_runs_sql(*self.urine(), below, hours)
+            why = (
+                f"'urine output < {below:g} mL/kg/h for ' || {fmt_num('x.hours')} || ' h from ' "
+                f"|| strftime(x.start, '%Y-%m-%d %H:%M') || ' (rule: >= {hours:g} h)'"
+            )
+            return self._urine_rows(runs, "reached_time", why)
+        raise ValueError(f"unknown aki condition {kind!r}")
+
+    def _creat_rows(
+        self, stages: str, where: str, why: str, ref: tuple[str, str, str] | None = None
+    ) -> str:
+        """Hit rows: the result itself and, when ``ref`` = (time, value, label) columns of the
+        reference sample (48-h minimum or baseline sample), that sample as a second item."""
+        note = (
+            f"'baseline ' || COALESCE({fmt_num('s.baseline_umol_l')} || ' umol/L (' || "
+            f"s.baseline_source || ')', 'none') || ', KDIGO stage ' || "
+            f"CAST(s.kdigo_stage AS VARCHAR) || ', NHS stage ' || CAST(s.nhs_stage AS VARCHAR)"
+        )
+        ev = evidence_struct("c.source", "c.code", "s.scr", "'umol/L'", "s.t", note)
+        hit = (
+            f"SELECT s.patient_id, s.t, {why} AS why, {ev} AS ev1 FROM {stages} s "
+            f"JOIN {self.creat()} c ON c.rid = s.rid WHERE {where}"
+        )
+        if ref is None:
+            return hit
+        t_col, v_col, label = ref
+        ref_ev = evidence_struct("r.source", "r.code", "r.scr", "'umol/L'", "r.t", label)
+        return (
+            f"({hit}) UNION ALL (SELECT s.patient_id, s.t, {why} AS why, {ref_ev} AS ev1 "
+            f"FROM {stages} s JOIN {self.creat()} r ON r.patient_id = s.patient_id "
+            f"AND r.t = {t_col} AND r.scr = {v_col} WHERE {where})"
+        )
+
+    def _urine_rows(self, runs_sql: str, time_col: str, why: str) -> str:
+        reason = why if why.startswith("'") else f"x.{why}"
+        ev = evidence_struct(
+            "'urine output'", "'urine_volume'", "x.hours", "'h'", f"x.{time_col}", reason
+        )
+        return (
+            f"SELECT x.patient_id, x.{time_col} AS t, {reason} AS why, {ev} AS ev1 "
+            f"FROM ({runs_sql}) x WHERE TRUE"
+        )

@@ -1,0 +1,117 @@
+"""Small SQL text helpers shared by the rule compiler: literals, windows, evidence structs.
+
+The compiler emits plain SQL text in a portable subset (CASE, LEAST/GREATEST, window functions
+over epoch seconds, lists of structs) so that the identical rules can run on another engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Final
+
+#: seconds per window unit; months and years are fixed lengths (docs/PROTOCOLS.md "Windows")
+SECONDS: Final[dict[str, float]] = {
+    "hours": 3600.0,
+    "days": 86400.0,
+    "weeks": 7 * 86400.0,
+    "months": 30.4375 * 86400.0,
+    "years": 365.25 * 86400.0,
+}
+
+#: the type of an evidence list; every node returns one (possibly empty)
+EV_TYPE: Final[str] = (
+    "STRUCT(source VARCHAR, code VARCHAR, value DOUBLE, unit VARCHAR, time VARCHAR, note VARCHAR)[]"
+)
+EMPTY_EV: Final[str] = f"CAST([] AS {EV_TYPE})"
+
+#: verdict codes used inside SQL (any = GREATEST, see ``kleene_any``)
+MET, UNKNOWN, MANUAL, NOT_MET = 3, 2, 1, 0
+VERDICT_NAMES: Final[dict[int, str]] = {
+    MET: "met",
+    UNKNOWN: "unknown",
+    MANUAL: "manual",
+    NOT_MET: "not_met",
+}
+
+OPS: Final[dict[str, str]] = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "=": "="}
+OP_WORDS: Final[dict[str, str]] = {
+    "<": "<",
+    "<=": "<=",
+    ">": ">",
+    ">=": ">=",
+    "==": "=",
+    "=": "=",
+}
+
+
+def lit(value: Any) -> str:
+    """A SQL literal for a Python value (str, number, bool, None, datetime)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    s = str(value).replace("'", "''")
+    return f"'{s}'"
+
+
+@dataclass(frozen=True)
+class Window:
+    """A look-back window [as_of - span, as_of]; ``span_s`` None means "ever"."""
+
+    span_s: float | None
+    label: str
+
+    def start(self, as_of: dt.datetime) -> dt.datetime | None:
+        """The window's far edge (inclusive), or None for "ever"."""
+        return None if self.span_s is None else as_of - dt.timedelta(seconds=self.span_s)
+
+    def contains(self, col: str, as_of: dt.datetime) -> str:
+        """SQL predicate: ``col`` in [start, as_of]."""
+        start = self.start(as_of)
+        upper = f"{col} <= {lit(as_of)}"
+        return upper if start is None else f"({col} >= {lit(start)} AND {upper})"
+
+
+def parse_window(spec: Any) -> Window:
+    """``ever`` or ``{days: 30}`` (hours, days, weeks, months, years) -> Window."""
+    if spec is None or spec == "ever":
+        return Window(None, "ever")
+    if isinstance(spec, dict) and len(spec) == 1:
+        ((unit, n),) = spec.items()
+        if unit in SECONDS and isinstance(n, int | float) and n >= 0:
+            word = unit if n != 1 else unit.rstrip("s")
+            return Window(float(n) * SECONDS[unit], f"within {n:g} {word}")
+    raise ValueError(f"bad window {spec!r}: use 'ever' or one of {{{', '.join(SECONDS)}: N}}")
+
+
+def evidence_struct(
+    source: str, code: str, value: str, unit: str, time: str, note: str = "NULL"
+) -> str:
+    """SQL struct literal of one evidence item (``time`` is a TIMESTAMP expression)."""
+    return (
+        f"{{'source': CAST({source} AS VARCHAR), 'code': CAST({code} AS VARCHAR), "
+        f"'value': CAST({value} AS DOUBLE), 'unit': CAST({unit} AS VARCHAR), "
+        f"'time': strftime({time}, '%Y-%m-%dT%H:%M:%SZ'), 'note': CAST({note} AS VARCHAR)}}"
+    )
+
+
+def event_evidence(alias: str = "e", note: str = "NULL") -> str:
+    """Evidence struct for a row of the ``events`` view aliased ``alias``."""
+    return evidence_struct(
+        f"{alias}.source",
+        f"{alias}.code_system || '|' || {alias}.code",
+        f"{alias}.value",
+        f"{alias}.unit",
+        f"{alias}.start_time",
+        note,
+    )
+
+
+def fmt_num(expr: str) -> str:
+    """SQL: a number printed compactly (up to 2 decimals, trailing zeros removed)."""
+    return f"regexp_replace(printf('%.2f', {expr}), '\\.?0+$', '')"

@@ -1,0 +1,230 @@
+"""The screening engine on hand-built stores: verdicts, Kleene logic, windows, units, evidence."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from storekit import AS_OF, cond, crit, lab, med, person, protocol
+
+from trialsieve.kidney.egfr import egfr
+from trialsieve.screen.engine import screen_store
+
+MakeStore = Callable[[list[dict], list[dict]], Path]
+
+ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
+BORN = dt.date(1970, 3, 15)
+
+
+def verdicts(store: Path, proto: Any, **kw: Any) -> dict[str, dict[str, dict]]:
+    """patient -> criterion id -> criterion result."""
+    run = screen_store(store, [proto], AS_OF, **kw)
+    return {r["patient_id"]: {c["id"]: c for c in r["criteria"]} for r in run.records}
+
+
+def one(make_store: MakeStore, rule: dict, events: list[dict], **proto_kw: Any) -> dict:
+    store = make_store([person("p", BORN)], events)
+    return verdicts(store, protocol([crit("exc-1", rule)], **proto_kw))["p"]["exc-1"]
+
+
+@pytest.mark.parametrize(
+    ("birth", "verdict"),
+    [
+        (dt.date(2008, 6, 1), "met"),  # 18th birthday on the screening day
+        (dt.date(2008, 6, 2), "not_met"),  # 17 until tomorrow
+        (dt.date(1950, 6, 2), "met"),  # 75, turns 76 tomorrow
+        (dt.date(1950, 6, 1), "not_met"),  # 76 today
+        (None, "unknown"),
+    ],
+)
+def test_age_bounds_inclusive(make_store: MakeStore, birth: dt.date | None, verdict: str) -> None:
+    store = make_store([person("p", birth)], [])
+    got = verdicts(store, protocol([crit("inc-1", {"age": {"min": 18, "max": 75}})]))
+    assert got["p"]["inc-1"]["verdict"] == verdict
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "verdict"),
+    [(50.0, "10*9/L", "not_met"), (49.9, "10*9/L", "met"), (49_000.0, "/uL", "met")],
+)
+def test_platelets_threshold_in_per_microlitre(
+    make_store: MakeStore, value: float, unit: str, verdict: str
+) -> None:
+    from trialsieve.units import to_canonical
+
+    v = to_canonical("platelets", value, unit)
+    rule = {"lab": {"analyte": "platelets", "window": {"days": 7}, "agg": "latest", "op": "<",
+                    "value": 50_000, "unit": "/uL"}}  # fmt: skip
+    got = one(make_store, rule, [lab("p", "platelets", v, "10*9/L", days_ago=2)])
+    assert got["verdict"] == verdict
+    assert got["evidence"][0]["value"] == pytest.approx(v)
+
+
+def test_lab_open_world_and_window_edge(make_store: MakeStore) -> None:
+    rule = {"lab": {"analyte": "hba1c", "window": {"days": 30}, "agg": "latest", "op": ">",
+                    "value": 9, "unit": "%"}}  # fmt: skip
+    assert one(make_store, rule, [])["verdict"] == "unknown"
+    # exactly 30 days before is inside the window; 9 % is not > 9 %
+    assert one(make_store, rule, [lab("p", "hba1c", 9.0, "%", days_ago=30)])["verdict"] == (
+        "not_met"
+    )
+    assert one(make_store, rule, [lab("p", "hba1c", 9.1, "%", days_ago=30.01)])["verdict"] == (
+        "unknown"
+    )
+    # latest wins over an older higher value; IFCC mmol/mol converted at ingestion
+    rows = [lab("p", "hba1c", 10.0, "%", days_ago=20), lab("p", "hba1c", 8.0, "%", days_ago=3)]
+    assert one(make_store, rule, rows)["verdict"] == "not_met"
+    rows = [lab("p", "hba1c", 8.0, "%", days_ago=20), lab("p", "hba1c", 10.0, "%", days_ago=3)]
+    got = one(make_store, rule, rows)
+    assert got["verdict"] == "met"
+    assert got["evidence"][0]["source"] == rows[1]["source"]
+
+
+def test_every_value_in_window(make_store: MakeStore) -> None:
+    rule = {"lab": {"analyte": "urine_protein_24h", "window": {"days": 90}, "agg": "every",
+                    "op": ">=", "value": 3.5, "unit": "g/(24.h)"}}  # fmt: skip
+    ok = [lab("p", "urine_protein_24h", x, "g/(24.h)", days_ago=d) for x, d in [(3.6, 80), (4, 5)]]
+    assert one(make_store, rule, ok)["verdict"] == "met"
+    bad = ok + [lab("p", "urine_protein_24h", 3.4, "g/(24.h)", days_ago=40)]
+    got = one(make_store, rule, bad)
+    assert got["verdict"] == "not_met"
+    assert [e["value"] for e in got["evidence"]] == [pytest.approx(3.4)]
+
+
+def test_uln_multiple_uses_reference_range_then_default(make_store: MakeStore) -> None:
+    from trialsieve.units import default_uln
+
+    rule = {"lab": {"analyte": "ast", "window": {"days": 30}, "agg": "latest", "op": ">",
+                    "uln_multiple": 5}}  # fmt: skip
+    with_range = lab("p", "ast", 201.0, "U/L", days_ago=1, ref_high=40.0)
+    assert one(make_store, rule, [with_range])["verdict"] == "met"
+    assert one(make_store, rule, [lab("p", "ast", 200.0, "U/L", ref_high=40.0)])["verdict"] == (
+        "not_met"
+    )
+    uln = default_uln("ast")
+    assert uln is not None
+    assert one(make_store, rule, [lab("p", "ast", 5 * uln + 1, "U/L")])["verdict"] == "met"
+
+
+def test_has_is_closed_world_with_icd_ranges(make_store: MakeStore) -> None:
+    sets = {"malignancy": {"description": "malignant neoplasm", "codes": {"icd10cm": ["C00-C97"]},
+                           "exclude": {"icd10cm": ["C44"]}}}  # fmt: skip
+    rule = {"has": {"concepts": "malignancy", "window": {"years": 5}}}
+    assert one(make_store, rule, [], concept_sets=sets)["verdict"] == "not_met"
+    hit = cond("p", ICD10, "C34.11", days_ago=400)
+    got = one(make_store, rule, [hit], concept_sets=sets)
+    assert got["verdict"] == "met"
+    assert got["evidence"][0]["source"] == hit["source"]
+    assert got["evidence"][0]["code"] == f"{ICD10}|C34.11"
+    skin = cond("p", ICD10, "C44.91", days_ago=10)
+    assert one(make_store, rule, [skin], concept_sets=sets)["verdict"] == "not_met"
+    old = cond("p", ICD10, "C50.9", days_ago=365.25 * 5 + 1)
+    assert one(make_store, rule, [old], concept_sets=sets)["verdict"] == "not_met"
+    d99 = cond("p", ICD10, "D09.0", days_ago=10)
+    assert one(make_store, rule, [d99], concept_sets=sets)["verdict"] == "not_met"
+
+
+@pytest.mark.parametrize(("days", "verdict"), [(7, "not_met"), (8, "met")])
+def test_glucocorticoid_more_than_one_week(make_store: MakeStore, days: int, verdict: str) -> None:
+    sets = {"gc": {"codes": {"atc": ["H02AB"]}}}
+    rule = {"exposure_days": {"concepts": "gc", "window": {"days": 30}, "op": ">", "value": 7}}
+    rows = [med("p", "H02AB07", 20, 20 - days)]
+    assert one(make_store, rule, rows, concept_sets=sets)["verdict"] == verdict
+    # two overlapping prescriptions are not counted twice
+    rows = [med("p", "H02AB07", 20, 20 - days), med("p", "H02AB06", 19, 20 - days)]
+    assert one(make_store, rule, rows, concept_sets=sets)["verdict"] == verdict
+    # exposure before the window is clipped: 40..25 days ago leaves 5 days in the last 30
+    assert (
+        one(make_store, rule, [med("p", "H02AB07", 40, 25)], concept_sets=sets)["verdict"]
+        == "not_met"
+    )
+
+
+def test_egfr_rule_matches_the_equation(make_store: MakeStore) -> None:
+    scr = 150.0
+    rule = {"egfr": {"equation": "ckd-epi-2021", "window": {"days": 90}, "agg": "latest",
+                     "op": ">=", "value": 20}}  # fmt: skip
+    got = one(make_store, rule, [lab("p", "creatinine", scr, "umol/L", days_ago=3)])
+    age = 56  # born 1970-03-15, creatinine on 2026-05-29
+    expected = egfr("ckd-epi-2021", scr / 88.4, age, True)
+    assert got["evidence"][0]["value"] == pytest.approx(float(expected), abs=1e-9)
+    assert got["verdict"] == "met"
+    assert one(make_store, rule, [])["verdict"] == "unknown"
+
+
+def test_kleene_logic_and_manual(make_store: MakeStore) -> None:
+    unknown = {"lab": {"analyte": "hba1c", "window": {"days": 30}, "op": ">", "value": 9}}
+    met = {"age": {"min": 18}}
+    not_met = {"age": {"max": 18}}
+    manual = {"manual": "ask the patient"}
+    cases = [
+        ({"any": [unknown, met]}, "met"),
+        ({"any": [unknown, not_met]}, "unknown"),
+        ({"all": [unknown, not_met]}, "not_met"),
+        ({"all": [unknown, met]}, "unknown"),
+        ({"not": unknown}, "unknown"),
+        ({"not": not_met}, "met"),
+        ({"any": [manual, not_met]}, "manual"),
+        ({"any": [manual, unknown]}, "unknown"),
+        ({"all": [manual, met]}, "manual"),
+        ({"all": [manual, unknown]}, "unknown"),
+    ]
+    store = make_store([person("p", BORN)], [])
+    proto = protocol([crit(f"inc-{i}", r) for i, (r, _) in enumerate(cases, 1)])
+    got = verdicts(store, proto)["p"]
+    assert [got[f"inc-{i}"]["verdict"] for i in range(1, len(cases) + 1)] == [v for _, v in cases]
+
+
+def test_status_funnel_and_single_patient_explanation(make_store: MakeStore) -> None:
+    sets = {"malignancy": {"codes": {"icd10cm": ["C00-C97"]}}}
+    proto = protocol(
+        [
+            crit("inc-1", {"age": {"min": 18, "max": 75}}),
+            crit(
+                "inc-2",
+                {
+                    "lab": {
+                        "analyte": "hba1c",
+                        "window": {"days": 90},
+                        "op": "<=",
+                        "value": 9,
+                        "unit": "%",
+                    }
+                },
+            ),  # fmt: skip
+            crit("inc-3", manual="Signed informed consent"),
+            crit("exc-1", {"has": {"concepts": "malignancy", "window": {"years": 5}}}),
+        ],
+        sets,
+    )
+    pats = [person("old", dt.date(1940, 1, 1)), person("cancer", BORN), person("nodata", BORN),
+            person("ok", BORN), person("dead", BORN)]  # fmt: skip
+    pats[-1]["deceased_date"] = dt.datetime(2026, 1, 1)
+    events = [
+        lab("old", "hba1c", 7.0, "%"), lab("cancer", "hba1c", 7.0, "%"),
+        cond("cancer", ICD10, "C18.7", days_ago=100), lab("ok", "hba1c", 9.0, "%"),
+        lab("dead", "hba1c", 7.0, "%", days_ago=200),
+    ]  # fmt: skip
+    store = make_store(pats, events)
+    run = screen_store(store, [proto], AS_OF)
+    status = {r["patient_id"]: r["status"] for r in run.records}
+    assert status == {"old": "ineligible", "cancer": "ineligible", "nodata": "needs_data",
+                      "ok": "potentially_eligible"}  # fmt: skip
+    f = run.funnels["T1"]
+    assert f["screened"] == 4
+    assert [(s["criterion_id"], s["excluded"], s["remaining"]) for s in f["steps"]] == [
+        ("inc-1", 1, 3), ("inc-2", 0, 3), ("inc-3", 0, 3), ("exc-1", 1, 2)
+    ]  # fmt: skip
+    assert f["needs_data_by"] == {"inc-2": 1}
+    assert f["potentially_eligible"] == 1
+    assert f["per_criterion"][1] == {"id": "inc-2", "kind": "inclusion", "met": 3,
+                                     "not_met": 0, "unknown": 1, "manual": 0}  # fmt: skip
+    ok = next(r for r in run.records if r["patient_id"] == "ok")
+    assert ok["criteria"][2]["verdict"] == "manual"
+    assert ok["criteria"][2]["manual"] == "Signed informed consent"
+    # explaining one patient runs the same rules and gives the same record
+    single = screen_store(store, [proto], AS_OF, patient_ids=["ok"]).records
+    assert single == [ok]
