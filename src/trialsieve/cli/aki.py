@@ -1,0 +1,237 @@
+"""``trialsieve aki``: stage AKI (KDIGO 2012 and NHS England 2014) over creatinine series.
+
+Reads the CSV files of issue 2 section 3 (:mod:`trialsieve.kidney.aki_inputs`), stages every
+creatinine result with :mod:`trialsieve.kidney.aki` and, with ``--urine``/``--weights``, the
+urine-output episodes with :mod:`trialsieve.kidney.urine`, all in one DuckDB session.
+
+Outputs:
+- ``--out``: one row per accepted creatinine result, in input order: ``patient_id,time,
+  creatinine_umol_l,kdigo_stage,kdigo_reason,baseline_umol_l,baseline_source,nhs_stage``
+  (times ISO-8601 UTC with ``Z``; µmol/L rounded to 0.01).
+- ``--summary``: one row per patient seen in the creatinine, urine or RRT file:
+  ``patient_id,max_kdigo_stage,first_aki_time,max_stage_by,max_nhs_stage``. ``max_stage_by`` is
+  the source (creatinine / urine / rrt) that first reached the maximum stage (ties at the same
+  time: creatinine, then urine, then rrt); ``first_aki_time`` is the earliest time any source
+  reached stage >= 1 (a creatinine result's time, a urine episode's ``stage_time``, an RRT
+  start). ``max_nhs_stage`` is empty for a patient without creatinine results.
+- ``--rejects``: ``file,line,reason`` for every rejected input record. When records are rejected
+  and ``--rejects`` is not given they are written to ``<out>.rejects.csv`` (they never vanish).
+  A count per file is printed on stderr at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import duckdb
+
+from trialsieve.kidney.aki import BASELINES, creatinine_stages_sql
+from trialsieve.kidney.aki_inputs import (
+    REJECTS_TABLE,
+    AkiInputError,
+    FileLoad,
+    connect,
+    load_creatinine,
+    load_patients,
+    load_rrt,
+    load_urine,
+    load_weights,
+)
+
+RESULT_COLUMNS = (
+    "patient_id,time,creatinine_umol_l,kdigo_stage,kdigo_reason,baseline_umol_l,"
+    "baseline_source,nhs_stage"
+)
+SUMMARY_COLUMNS = "patient_id,max_kdigo_stage,first_aki_time,max_stage_by,max_nhs_stage"
+_ISO = "'%Y-%m-%dT%H:%M:%SZ'"
+
+
+def _lit(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    con.execute(f"COPY ({query}) TO {_lit(path)} (FORMAT CSV, HEADER, DELIMITER ',')")
+
+
+def _urine_episodes_sql(urine: str, weights: str) -> str:
+    """A2's urine-output episodes (KDIGO 2012 Table 2), imported lazily."""
+    try:
+        from trialsieve.kidney.urine import urine_stages_sql
+    except ImportError as e:  # pragma: no cover - only while the module is missing
+        raise click.ClickException(f"urine-output staging is not available: {e}") from e
+    return urine_stages_sql(urine, weights)
+
+
+def _summary_sql(has_urine: bool, has_rrt: bool) -> str:
+    events = [
+        "SELECT patient_id, t, kdigo_stage AS stage, kdigo_by AS src, "
+        "CASE kdigo_by WHEN 'creatinine' THEN 0 ELSE 2 END AS prio "
+        "FROM staged WHERE kdigo_stage >= 1"
+    ]
+    ids = ["SELECT patient_id FROM creat"]
+    if has_urine:
+        events.append(
+            "SELECT patient_id, stage_time AS t, stage, 'urine' AS src, 1 AS prio "
+            "FROM urine_episodes WHERE stage >= 1"
+        )
+        ids.append("SELECT patient_id FROM urine")
+    if has_rrt:
+        events.append("SELECT patient_id, start AS t, 3 AS stage, 'rrt' AS src, 2 AS prio FROM rrt")
+        ids.append("SELECT patient_id FROM rrt")
+    return f"""
+WITH ev AS ({" UNION ALL ".join(events)}),
+ids AS ({" UNION ".join(ids)}),
+ranked AS (
+  SELECT ev.*, MAX(stage) OVER (PARTITION BY patient_id) AS max_stage,
+    ROW_NUMBER() OVER (PARTITION BY patient_id, stage ORDER BY t, prio) AS rn
+  FROM ev
+),
+per AS (
+  SELECT patient_id, MAX(stage) AS max_stage, MIN(t) AS first_aki,
+    MIN(CASE WHEN stage = max_stage AND rn = 1 THEN src END) AS max_by
+  FROM ranked GROUP BY patient_id
+),
+nhs AS (SELECT patient_id, MAX(nhs_stage) AS max_nhs FROM staged GROUP BY patient_id)
+SELECT ids.patient_id, COALESCE(per.max_stage, 0) AS max_kdigo_stage,
+  strftime(per.first_aki, {_ISO}) AS first_aki_time, per.max_by AS max_stage_by,
+  nhs.max_nhs AS max_nhs_stage
+FROM ids LEFT JOIN per ON per.patient_id = ids.patient_id
+LEFT JOIN nhs ON nhs.patient_id = ids.patient_id
+ORDER BY ids.patient_id"""
+
+
+def run_aki(
+    *,
+    creatinine: Path,
+    out: Path,
+    urine: Path | None = None,
+    weights: Path | None = None,
+    rrt: Path | None = None,
+    patients: Path | None = None,
+    baseline: str = "kdigo",
+    summary: Path | None = None,
+    rejects: Path | None = None,
+) -> tuple[list[FileLoad], Path | None]:
+    """Run the whole command; return the per-file counts and where rejects were written."""
+    if (urine is None) != (weights is None):
+        raise click.UsageError("--urine and --weights go together (rate = volume / h / weight)")
+    con = connect()
+    loads = [load_creatinine(con, creatinine)]
+    if urine is not None and weights is not None:
+        loads.append(load_urine(con, urine))
+        loads.append(load_weights(con, weights))
+    if rrt is not None:
+        loads.append(load_rrt(con, rrt))
+    if patients is not None:
+        loads.append(load_patients(con, patients))
+
+    sql = creatinine_stages_sql(
+        "creat",
+        patients="patients" if patients is not None else None,
+        rrt="rrt" if rrt is not None else None,
+        baseline=baseline,
+    )
+    con.execute(f"CREATE TABLE staged AS {sql}")
+    _copy(
+        con,
+        f"SELECT patient_id, strftime(t, {_ISO}) AS time, ROUND(scr, 2) AS creatinine_umol_l, "
+        "kdigo_stage, kdigo_reason, ROUND(baseline_umol_l, 2) AS baseline_umol_l, "
+        "baseline_source, nhs_stage FROM staged ORDER BY rid",
+        out,
+    )
+    if summary is not None:
+        if urine is not None and weights is not None:
+            con.execute(f"CREATE TABLE urine_episodes AS {_urine_episodes_sql('urine', 'weights')}")
+        _copy(con, _summary_sql(urine is not None, rrt is not None), summary)
+
+    n_rej = sum(x.rejected for x in loads)
+    rej_path: Path | None = None
+    if n_rej or rejects is not None:
+        rej_path = rejects if rejects is not None else out.with_name(out.name + ".rejects.csv")
+        _copy(con, f"SELECT file, line, reason FROM {REJECTS_TABLE}", rej_path)
+    con.close()
+    return loads, rej_path
+
+
+@click.command("aki")
+@click.option(
+    "--creatinine",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="c.csv: patient_id,time,value,unit (mg/dL or umol/L).",
+)
+@click.option(
+    "--urine",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="u.csv: patient_id,start,end,volume_ml (needs --weights).",
+)
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="w.csv: patient_id,time,weight_kg.",
+)
+@click.option(
+    "--rrt",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="r.csv: patient_id,start[,end] of renal replacement therapy.",
+)
+@click.option(
+    "--patients",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="p.csv: patient_id,birth_date,sex (for the MDRD-75 baseline).",
+)
+@click.option(
+    "--baseline",
+    type=click.Choice(BASELINES),
+    default="kdigo",
+    show_default=True,
+    help="Baseline creatinine strategy.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="results.csv: one row per creatinine result, in input order.",
+)
+@click.option(
+    "--summary", type=click.Path(dir_okay=False, path_type=Path), help="s.csv: one row per patient."
+)
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="rejects.csv: file,line,reason (default <out>.rejects.csv when any).",
+)
+def command(
+    creatinine: Path,
+    urine: Path | None,
+    weights: Path | None,
+    rrt: Path | None,
+    patients: Path | None,
+    baseline: str,
+    out: Path,
+    summary: Path | None,
+    rejects: Path | None,
+) -> None:  # fmt: skip
+    """Stage AKI for every creatinine result (KDIGO 2012 and NHS England 2014)."""
+    try:
+        loads, rej_path = run_aki(
+            creatinine=creatinine, out=out, urine=urine, weights=weights, rrt=rrt,
+            patients=patients, baseline=baseline, summary=summary, rejects=rejects,
+        )  # fmt: skip
+    except AkiInputError as e:
+        raise click.ClickException(str(e)) from e
+    for x in loads:
+        click.echo(
+            f"{x.kind} {x.path}: read {x.read}, accepted {x.accepted}, rejected {x.rejected}",
+            err=True,
+        )
+    click.echo(f"results -> {out}", err=True)
+    if summary is not None:
+        click.echo(f"summary -> {summary}", err=True)
+    total = sum(x.rejected for x in loads)
+    if rej_path is not None:
+        click.echo(f"rejected {total} record(s) -> {rej_path}", err=True)
+    else:
+        click.echo("rejected 0 records", err=True)

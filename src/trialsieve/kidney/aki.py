@@ -1,0 +1,298 @@
+"""Acute kidney injury from serum creatinine: KDIGO 2012 and NHS England (PSA 2014), set-based.
+
+The whole rule set is one SQL ``SELECT`` generated here and run on DuckDB (and, later, on Spark
+via sqlglot): every creatinine result of every patient is staged at once with window functions
+over epoch seconds; there is no per-patient Python loop.
+
+Sources and the exact rules (issue 2, section 3), thresholds compared in µmol/L:
+
+- **KDIGO 2012** (Clinical Practice Guideline for Acute Kidney Injury, Kidney Int Suppl
+  2012;2:1-138, recommendation 2.1.1/2.1.2 and Table 2), evaluated at each result C(t):
+
+  * absolute rule: C(t) − min{C(s): t−48 h ≤ s < t} ≥ 26.5 µmol/L (0.3 mg/dL) → stage 1;
+  * baseline B = min{C(s): t−7 d ≤ s < t} if any ("min-7d"), else
+    median{C(s): t−365 d ≤ s < t−7 d} ("median-8-365d"), else none;
+  * ratio rule: C(t) ≥ 1.5·B → 1, ≥ 2.0·B → 2, ≥ 3.0·B → 3;
+  * stage 3 when C(t) ≥ 353.6 µmol/L (4.0 mg/dL) and the absolute rule or ratio ≥ 1.5 holds;
+  * stage 3 from the start of renal replacement therapy (RRT) onward: a result taken at or after
+    an RRT start and not after that RRT's end (``end`` NULL = ongoing) is stage 3. After an RRT
+    period has ended, results are staged by creatinine again (the episode's maximum, in the CLI
+    summary, keeps the RRT stage 3).
+
+- **NHS England AKI algorithm** (NHS England Patient Safety Alert NHS/PSA/D/2014/010, algorithm
+  specification v1, 2014), at each result C1: no result in the previous 365 d → 0. RV1 = min of
+  results in [t−7 d, t); RV2 = median of results in [t−365 d, t−7 d); ratio = the larger of C1/RV1
+  and C1/RV2 that exist. Ratio ≥ 1.5: stage 3 if ratio ≥ 3 or C1 > 354 µmol/L, 2 if ratio ≥ 2,
+  else 1. Otherwise, C1 − min(results in [t−48 h, t)) > 26 µmol/L → 1, else 0. The NHS stage never
+  depends on the selected baseline strategy.
+
+- **Baseline strategy ``lowest-3m-1y-mdrd75``** (NCT06954740 registry record, inclusion 1: "The
+  lowest creatinine value obtained in the outpatient department or ward within 3 months, and the
+  longest time limit is the creatinine value within 1 year. If there is no such value, the serum
+  creatinine can be estimated using the MDRD equation under the assumption that the baseline eGFR
+  is 75 ml/min/1.73m²"): B = lowest value in [t − 3 months, t) ("lowest-3m"), else lowest in
+  [t − 365 d, t) ("lowest-1y"), else MDRD-175 back-calculated from eGFR 75 with the age at t and
+  sex (:func:`trialsieve.kidney.baseline.backcalc_creatinine_sql`, "mdrd75-backcalc"). Three
+  months = 3 × 30.4375 d (the mean Gregorian month) = 91.3125 d; calendar months cannot be written
+  as a portable RANGE frame. The KDIGO ratio rule uses this B; the absolute 48-h rule is unchanged.
+
+Decisions (documented because they change clinician-facing numbers):
+
+- Time resolution is the second: ``ts`` = floor(epoch seconds of t). Windows are epoch-second
+  ``RANGE BETWEEN <n> PRECEDING AND 1 PRECEDING`` frames, so the far edge is included (a sample
+  exactly 48 h or 7 d earlier counts) and a sample in the same second as C(t) is *not* earlier
+  (s < t): two results in the same second never compare with each other. Results in the same
+  hour are distinct results (no hourly binning).
+- Medians of an even count are the mean of the two middle values (``MEDIAN``).
+- Thresholds are compared multiplicatively (C ≥ k·B rather than C/B ≥ k) with an absolute
+  tolerance of :data:`EPS_UMOL_L` (1e-6 µmol/L) in favour of the threshold, so that decimal inputs
+  whose binary difference is 26.499999999999993 (e.g. 76.6 − 50.1) meet "≥ 26.5" as a clinician's
+  arithmetic does; strict NHS comparisons (> 26, > 354) require more than the tolerance.
+- The time of a window minimum (``min48_time``, ``baseline_time``) is that of a sample with the
+  minimum value (``ARG_MIN``); among equal minima the engine may pick any.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import duckdb
+
+from trialsieve.kidney.baseline import backcalc_creatinine_sql
+
+BASELINES: Final[tuple[str, ...]] = ("kdigo", "lowest-3m-1y-mdrd75")
+
+#: tolerance (µmol/L) for the threshold comparisons, see the module docstring
+EPS_UMOL_L: Final[float] = 1e-6
+
+HOUR_S: Final[int] = 3600
+DAY_S: Final[int] = 86400
+W48H_S: Final[int] = 48 * HOUR_S
+W7D_S: Final[int] = 7 * DAY_S
+W365D_S: Final[int] = 365 * DAY_S
+#: three mean Gregorian months (3 × 30.4375 d), NCT06954740 "within 3 months"
+W3M_S: Final[int] = int(3 * 30.4375 * DAY_S)
+#: seconds per mean Julian year, for the age at t
+YEAR_S: Final[float] = 365.25 * DAY_S
+
+#: KDIGO absolute rise (µmol/L) in 48 h, = 0.3 mg/dL (KDIGO 2012 Table 2)
+KDIGO_RISE_UMOL_L: Final[float] = 26.5
+#: KDIGO stage-3 absolute level (µmol/L), = 4.0 mg/dL (KDIGO 2012 Table 2)
+KDIGO_STAGE3_UMOL_L: Final[float] = 353.6
+#: NHS England: C1 − RV > 26 µmol/L (strict)
+NHS_RISE_UMOL_L: Final[float] = 26.0
+#: NHS England: C1 > 354 µmol/L (strict) with ratio ≥ 1.5 → stage 3
+NHS_STAGE3_UMOL_L: Final[float] = 354.0
+
+
+def _window(frame_from_s: int, frame_to_s: int) -> str:
+    """Per-patient epoch-second RANGE frame [t − from, t − to] (both edges included)."""
+    return (
+        f"(PARTITION BY patient_id ORDER BY ts "
+        f"RANGE BETWEEN {frame_from_s} PRECEDING AND {frame_to_s} PRECEDING)"
+    )
+
+
+def _fmt(expr: str, digits: int = 1) -> str:
+    """Portable number-to-text for reasons (ROUND then CAST; DuckDB and Spark agree)."""
+    return f"CAST(ROUND({expr}, {digits}) AS VARCHAR)"
+
+
+def _ge(value: str, k: float, base: str) -> str:
+    """``value >= k * base`` with the tolerance, NULL-safe (FALSE when ``base`` is NULL)."""
+    return f"({base} IS NOT NULL AND {value} >= {k!r} * {base} - {EPS_UMOL_L!r})"
+
+
+def creatinine_stages_sql(
+    creat: str,
+    *,
+    patients: str | None = None,
+    rrt: str | None = None,
+    baseline: str = "kdigo",
+) -> str:
+    """SELECT over relation ``creat`` staging every creatinine result (KDIGO and NHS England).
+
+    ``creat`` columns: ``rid`` BIGINT (input order), ``patient_id`` VARCHAR, ``t`` TIMESTAMP (UTC),
+    ``scr`` DOUBLE µmol/L. Returns one row per input row, ordered by ``rid``, with: rid,
+    patient_id, t, scr, min48_umol_l, min48_time, rise48_umol_l (scr − min48), baseline_umol_l,
+    baseline_source ('min-7d', 'median-8-365d', 'lowest-3m', 'lowest-1y', 'mdrd75-backcalc' or
+    NULL), baseline_time (time of the baseline sample when it is one sample, else NULL), ratio
+    (scr / baseline), kdigo_stage INT 0-3, kdigo_reason VARCHAR (NULL at stage 0), kdigo_by
+    ('creatinine' or 'rrt'; NULL at stage 0), rrt_start, nhs_stage INT 0-3, nhs_rv1, nhs_rv2,
+    nhs_ratio.
+
+    ``patients`` (patient_id, birth_date DATE, sex 'male'/'female') is needed only for the
+    ``lowest-3m-1y-mdrd75`` back-calculation (age at t); without it, or for a patient without
+    birth date or sex, that fallback baseline is NULL. ``rrt`` (patient_id, start TIMESTAMP,
+    "end" TIMESTAMP NULL) gives stage 3 during RRT (see the module docstring).
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline strategy {baseline!r} (one of {', '.join(BASELINES)})")
+    eps = repr(EPS_UMOL_L)
+    w48, w7, w365 = _window(W48H_S, 1), _window(W7D_S, 1), _window(W365D_S, 1)
+    w8_365 = _window(W365D_S, W7D_S + 1)
+    w3m = _window(W3M_S, 1)
+
+    lowest_cols = ""
+    if baseline == "lowest-3m-1y-mdrd75":
+        lowest_cols = f""",
+    MIN(scr) OVER {w3m} AS low3m,
+    ARG_MIN(t, scr) OVER {w3m} AS low3m_time,
+    MIN(scr) OVER {w365} AS low1y,
+    ARG_MIN(t, scr) OVER {w365} AS low1y_time"""
+
+    ctes = [
+        f"""c AS (
+  SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,
+    CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts
+  FROM {creat}
+)""",
+        f"""w AS (
+  SELECT rid, patient_id, t, scr, ts,
+    MIN(scr) OVER {w48} AS min48,
+    ARG_MIN(t, scr) OVER {w48} AS min48_time,
+    MIN(scr) OVER {w7} AS min7,
+    ARG_MIN(t, scr) OVER {w7} AS min7_time,
+    MEDIAN(scr) OVER {w8_365} AS med8_365,
+    COUNT(scr) OVER {w365} AS n365{lowest_cols}
+  FROM c
+)""",
+    ]
+
+    if rrt is not None:
+        ctes.append(
+            f"""r AS (
+  SELECT c.rid, MIN(x.start) AS rrt_start
+  FROM c JOIN {rrt} x
+    ON x.patient_id = c.patient_id AND x.start <= c.t
+   AND (x."end" IS NULL OR c.t <= x."end")
+  GROUP BY c.rid
+)"""
+        )
+        rrt_join = "LEFT JOIN r ON r.rid = w.rid"
+        rrt_col = "r.rrt_start"
+    else:
+        rrt_join = ""
+        rrt_col = "CAST(NULL AS TIMESTAMP)"
+
+    if baseline == "kdigo":
+        base_sel = """CASE WHEN w.min7 IS NOT NULL THEN w.min7 ELSE w.med8_365 END
+      AS baseline_umol_l,
+    CASE WHEN w.min7 IS NOT NULL THEN 'min-7d'
+         WHEN w.med8_365 IS NOT NULL THEN 'median-8-365d' END AS baseline_source,
+    CASE WHEN w.min7 IS NOT NULL THEN w.min7_time END AS baseline_time"""
+        pat_join = ""
+    else:
+        if patients is not None:
+            age = f"((EPOCH(w.t) - EPOCH(CAST(p.birth_date AS TIMESTAMP))) / {YEAR_S!r})"
+            female = "p.sex = 'female'"
+            backcalc = (
+                f"CASE WHEN p.birth_date IS NOT NULL AND p.sex IN ('male', 'female') "
+                f"THEN {backcalc_creatinine_sql(age, female)} END"
+            )
+            pat_join = (
+                f"LEFT JOIN (SELECT patient_id, MIN(birth_date) AS birth_date, MIN(sex) AS sex "
+                f"FROM {patients} GROUP BY patient_id) p ON p.patient_id = w.patient_id"
+            )
+        else:
+            backcalc = "CAST(NULL AS DOUBLE)"
+            pat_join = ""
+        base_sel = f"""CASE WHEN w.low3m IS NOT NULL THEN w.low3m
+         WHEN w.low1y IS NOT NULL THEN w.low1y
+         ELSE {backcalc} END AS baseline_umol_l,
+    CASE WHEN w.low3m IS NOT NULL THEN 'lowest-3m'
+         WHEN w.low1y IS NOT NULL THEN 'lowest-1y'
+         WHEN ({backcalc}) IS NOT NULL THEN 'mdrd75-backcalc' END AS baseline_source,
+    CASE WHEN w.low3m IS NOT NULL THEN w.low3m_time
+         WHEN w.low1y IS NOT NULL THEN w.low1y_time END AS baseline_time"""
+
+    ctes.append(
+        f"""b AS (
+  SELECT w.rid, w.patient_id, w.t, w.scr, w.min48, w.min48_time, w.min7, w.med8_365, w.n365,
+    {rrt_col} AS rrt_start,
+    {base_sel}
+  FROM w {rrt_join} {pat_join}
+)"""
+    )
+
+    abs_rule = f"(b.min48 IS NOT NULL AND b.scr - b.min48 >= {KDIGO_RISE_UMOL_L!r} - {eps})"
+    ratio_stage = (
+        f"CASE WHEN {_ge('b.scr', 3.0, 'b.baseline_umol_l')} THEN 3"
+        f" WHEN {_ge('b.scr', 2.0, 'b.baseline_umol_l')} THEN 2"
+        f" WHEN {_ge('b.scr', 1.5, 'b.baseline_umol_l')} THEN 1 ELSE 0 END"
+    )
+    ctes.append(
+        f"""f AS (
+  SELECT b.*,
+    {abs_rule} AS abs_rule,
+    {ratio_stage} AS ratio_stage
+  FROM b
+)"""
+    )
+    ctes.append(
+        f"""g AS (
+  SELECT f.*,
+    (f.scr >= {KDIGO_STAGE3_UMOL_L!r} - {eps} AND (f.abs_rule OR f.ratio_stage >= 1)) AS high_rule,
+    GREATEST(CASE WHEN f.abs_rule THEN 1 ELSE 0 END, f.ratio_stage,
+      CASE WHEN f.scr >= {KDIGO_STAGE3_UMOL_L!r} - {eps} AND (f.abs_rule OR f.ratio_stage >= 1)
+           THEN 3 ELSE 0 END) AS creat_stage
+  FROM f
+)"""
+    )
+
+    def nhs_ge(k: float) -> str:
+        return f"({_ge('g.scr', k, 'g.min7')} OR {_ge('g.scr', k, 'g.med8_365')})"
+
+    nhs_stage = f"""CASE WHEN g.n365 = 0 THEN 0
+      WHEN {nhs_ge(1.5)} THEN
+        CASE WHEN {nhs_ge(3.0)} OR g.scr > {NHS_STAGE3_UMOL_L!r} + {eps} THEN 3
+             WHEN {nhs_ge(2.0)} THEN 2 ELSE 1 END
+      WHEN g.min48 IS NOT NULL AND g.scr - g.min48 > {NHS_RISE_UMOL_L!r} + {eps} THEN 1
+      ELSE 0 END"""
+    reason = f"""NULLIF(CONCAT_WS('; ',
+      CASE WHEN g.rrt_start IS NOT NULL
+           THEN CONCAT('RRT started ', CAST(g.rrt_start AS VARCHAR), ' (stage 3)') END,
+      CASE WHEN g.high_rule
+           THEN CONCAT('creatinine ', {_fmt("g.scr")}, ' umol/L >= 353.6 with ',
+                       CASE WHEN g.ratio_stage >= 1 THEN 'ratio >= 1.5' ELSE 'acute rise' END,
+                       ' (stage 3)') END,
+      CASE WHEN g.ratio_stage >= 1
+           THEN CONCAT('ratio ', {_fmt("g.scr / g.baseline_umol_l", 2)}, ' to baseline ',
+                       {_fmt("g.baseline_umol_l")}, ' (', g.baseline_source, ') (stage ',
+                       CAST(g.ratio_stage AS VARCHAR), ')') END,
+      CASE WHEN g.abs_rule
+           THEN CONCAT('rise ', {_fmt("g.scr - g.min48")}, ' umol/L in 48 h (stage 1)') END
+    ), '')"""
+
+    ctes.append(
+        f"""s AS (
+  SELECT g.rid, g.patient_id, g.t, g.scr,
+    g.min48 AS min48_umol_l, g.min48_time,
+    g.scr - g.min48 AS rise48_umol_l,
+    g.baseline_umol_l, g.baseline_source, g.baseline_time,
+    g.scr / g.baseline_umol_l AS ratio,
+    CAST(CASE WHEN g.rrt_start IS NOT NULL THEN 3 ELSE g.creat_stage END AS INTEGER)
+      AS kdigo_stage,
+    {reason} AS kdigo_reason,
+    CASE WHEN g.creat_stage >= 3 OR (g.rrt_start IS NULL AND g.creat_stage >= 1)
+         THEN 'creatinine' WHEN g.rrt_start IS NOT NULL THEN 'rrt' END AS kdigo_by,
+    g.rrt_start,
+    CAST({nhs_stage} AS INTEGER) AS nhs_stage,
+    g.min7 AS nhs_rv1, g.med8_365 AS nhs_rv2,
+    GREATEST(g.scr / g.min7, g.scr / g.med8_365) AS nhs_ratio
+  FROM g
+)"""
+    )
+    return "WITH " + ",\n".join(ctes) + "\nSELECT * FROM s ORDER BY rid"
+
+
+def stage_creatinine(
+    con: duckdb.DuckDBPyConnection,
+    creat: str,
+    *,
+    patients: str | None = None,
+    rrt: str | None = None,
+    baseline: str = "kdigo",
+) -> duckdb.DuckDBPyRelation:
+    """Run :func:`creatinine_stages_sql` on ``con`` (relations are table or view names)."""
+    return con.sql(creatinine_stages_sql(creat, patients=patients, rrt=rrt, baseline=baseline))

@@ -1,0 +1,167 @@
+"""Reading the ``trialsieve aki`` CSV files: conversions, UTC times, and rejects with file/line."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from trialsieve.kidney.aki_inputs import (
+    REJECTS_TABLE,
+    AkiInputError,
+    connect,
+    load_creatinine,
+    load_patients,
+    load_rrt,
+    load_urine,
+    load_weights,
+)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def rejects(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
+    rows = con.execute(f"SELECT * FROM {REJECTS_TABLE} ORDER BY line").fetchall()
+    return [(int(r[1]), r[2]) for r in rows]
+
+
+CREAT = """patient_id,time,value,unit
+a,2024-01-01T00:00:00,80,umol/L
+a,2024-01-03T00:00:00+02:00,1.2,mg/dL
+a,2024-01-03,1.2,mg/dL
+a,garbage,1.2,mg/dL
+a,2024-01-04T00:00:00,1.2,mmol/L
+a,2024-01-04T00:00:00,-1,umol/L
+a,2024-01-04T00:00:00,5000,umol/L
+a,2024-01-04T00:00:00,<0.3,mg/dL
+,2024-01-04T00:00:00,1,mg/dL
+a,2024-01-04T00:00:00,1
+
+b,2024-01-05T00:00:00Z,90,\u00b5mol/L
+b,2024-01-05 01:00:00,0.1,mg/dL
+b,2024-01-05T02:00:00,9.9,umol/L
+b,2024-01-05T03:00:00,33.94,mg/dL
+b,2024-01-05T04:00:00,nan,umol/L
+"""
+
+
+def test_creatinine_conversion_offsets_and_every_reject_reason(tmp_path: Path) -> None:
+    con = connect()
+    load = load_creatinine(con, write(tmp_path, "c.csv", CREAT))
+    assert (load.read, load.accepted, load.rejected) == (15, 3, 12)  # blank line 12 is no record
+    ok = con.execute("SELECT rid, patient_id, t, scr, unit FROM creat ORDER BY rid").fetchall()
+    assert ok[0] == (2, "a", datetime(2024, 1, 1), 80.0, "umol/L")
+    assert ok[1][2] == datetime(2024, 1, 2, 22, 0)  # +02:00 converted to UTC
+    assert ok[1][3] == pytest.approx(106.08)
+    assert ok[2] == (13, "b", datetime(2024, 1, 5), 90.0, "umol/L")  # Z, µmol/L spelling
+    assert rejects(con) == [
+        (4, "time has no time of day: 2024-01-03"),
+        (5, "unparseable time: garbage"),
+        (6, "unknown unit: mmol/L (use mg/dL or umol/L)"),
+        (7, "negative creatinine: -1"),
+        (8, "implausible creatinine 5000.0 umol/L (outside 10-3000)"),
+        (9, "value is not a number: <0.3"),
+        (10, "missing patient_id"),
+        (11, "wrong number of fields (3, header has 4)"),
+        (14, "implausible creatinine 8.8 umol/L (outside 10-3000)"),
+        (15, "implausible creatinine 9.9 umol/L (outside 10-3000)"),
+        (16, "implausible creatinine 3000.3 umol/L (outside 10-3000)"),
+        (17, "value is not a number: nan"),
+    ]
+
+
+def test_reject_lines_count_the_header_as_line_1(tmp_path: Path) -> None:
+    con = connect()
+    path = write(tmp_path, "c.csv", "patient_id,time,value,unit\nx,2024-01-01T00:00,1,furlong\n")
+    load_creatinine(con, path)
+    assert con.execute(f"SELECT file, line FROM {REJECTS_TABLE}").fetchall() == [(str(path), 2)]
+
+
+def test_quoted_newline_reports_the_starting_line(tmp_path: Path) -> None:
+    text = 'patient_id,time,value,unit\n"a\nb",2024-01-01T00:00,1,bad\nc,bad,1,mg/dL\n'
+    con = connect()
+    load_creatinine(con, write(tmp_path, "c.csv", text))
+    assert [line for line, _ in rejects(con)] == [2, 4]
+
+
+def test_header_is_case_insensitive_and_extra_columns_ignored(tmp_path: Path) -> None:
+    text = "Unit,Value,extra,Time,PATIENT_ID\nmg/dL,1.0,zzz,2024-01-01T10:00:00,p\n"
+    con = connect()
+    load = load_creatinine(con, write(tmp_path, "c.csv", text))
+    assert load.accepted == 1
+    assert con.execute("SELECT scr FROM creat").fetchone() == (88.4,)
+
+
+def test_missing_column_or_empty_file_is_a_file_error(tmp_path: Path) -> None:
+    con = connect()
+    with pytest.raises(AkiInputError, match="missing column"):
+        load_creatinine(con, write(tmp_path, "c.csv", "patient_id,time,value\n"))
+    with pytest.raises(AkiInputError, match="empty"):
+        load_creatinine(con, write(tmp_path, "e.csv", ""))
+
+
+def test_urine_rows(tmp_path: Path) -> None:
+    text = """patient_id,start,end,volume_ml
+a,2024-01-01T00:00:00,2024-01-01T01:00:00,0
+a,2024-01-01T01:00:00,2024-01-01T01:00:00,10
+a,2024-01-01T02:00:00,2024-01-01T01:00:00,10
+a,2024-01-01T02:00:00,2024-01-01T03:00:00,-5
+a,2024-01-01T03:00:00,2024-01-01T04:00:00,
+a,2024-01-01T03:00:00,2024-01-01T04:00:00,12000
+a,2024-01-01T03:00:00,soon,50
+"""
+    con = connect()
+    load = load_urine(con, write(tmp_path, "u.csv", text))
+    assert (load.read, load.accepted, load.rejected) == (7, 1, 6)
+    assert con.execute('SELECT uid, start, "end", volume_ml FROM urine').fetchall() == [
+        (2, datetime(2024, 1, 1, 0), datetime(2024, 1, 1, 1), 0.0)  # charted 0 mL is kept
+    ]
+    assert [r for _, r in rejects(con)] == [
+        "end is not after start",
+        "end is not after start",
+        "negative urine volume: -5",
+        "missing volume_ml",
+        "implausible urine volume (over 10000 mL): 12000",
+        "unparseable end: soon",
+    ]
+
+
+def test_weights_rrt_patients(tmp_path: Path) -> None:
+    con = connect()
+    w_text = (
+        "patient_id,time,weight_kg\na,2024-01-01,70\na,2024-01-02T00:00,0\na,2024-01-02T00:00,abc\n"
+    )
+    w = load_weights(con, write(tmp_path, "w.csv", w_text))
+    assert (w.accepted, w.rejected) == (1, 2)
+    assert con.execute("SELECT t, weight_kg FROM weights").fetchall() == [
+        (datetime(2024, 1, 1), 70.0)
+    ]
+    r_text = "patient_id,start\na,2024-01-03T10:00:00+01:00\nb,2024-01-03\n"
+    r = load_rrt(con, write(tmp_path, "r.csv", r_text))
+    assert (r.accepted, r.rejected) == (1, 1)
+    assert con.execute('SELECT start, "end" FROM rrt').fetchall() == [
+        (datetime(2024, 1, 3, 9), None)
+    ]
+    r2_text = "patient_id,start,end\na,2024-01-03T10:00,2024-01-02T10:00\na,2024-01-03T10:00,\n"
+    r2 = load_rrt(con, write(tmp_path, "r2.csv", r2_text), table="rrt2")
+    assert (r2.accepted, r2.rejected) == (1, 1)
+    p_text = (
+        "patient_id,birth_date,sex\na,1950-02-03,F\nb,1960-01-01,x\n"
+        "a,1951-01-01,male\nc,soon,male\n"
+    )
+    p = load_patients(con, write(tmp_path, "p.csv", p_text))
+    assert (p.accepted, p.rejected) == (1, 3)
+    assert con.execute("SELECT * FROM patients").fetchall() == [("a", date(1950, 2, 3), "female")]
+    reasons = [x for _, x in rejects(con)]
+    assert "implausible weight (outside 1-500 kg): 0" in reasons
+    assert "start has no time of day: 2024-01-03" in reasons
+    assert "end is before start" in reasons
+    assert "unknown sex: x (use male/female)" in reasons
+    assert "duplicate patient_id (first at line 2)" in reasons
+    assert "unparseable birth_date: soon" in reasons
