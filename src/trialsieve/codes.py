@@ -15,6 +15,7 @@ ICD9CM = "http://hl7.org/fhir/sid/icd-9-cm"
 ICD10PCS = "http://www.cms.gov/Medicare/Coding/ICD10"
 ICD9PROC = "http://hl7.org/fhir/sid/icd-9-cm/procedure"
 ATC = "http://www.whocc.no/atc"
+NDC = "http://hl7.org/fhir/sid/ndc"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CPT = "http://www.ama-assn.org/go/cpt"
 OMOP = "https://athena.ohdsi.org/concept"
@@ -34,6 +35,7 @@ SYSTEM_ALIASES: dict[str, str] = {
     "icd10pcs": ICD10PCS,
     "icd9proc": ICD9PROC,
     "atc": ATC,
+    "ndc": NDC,
     "rxnorm": RXNORM,
     "cpt": CPT,
     "omop": OMOP,
@@ -121,8 +123,12 @@ _MIMIC3_CHART: dict[str, str] = {
     # CareVue (1-8000) and MetaVision (22xxxx) chart items
     "51": "sbp", "442": "sbp", "455": "sbp", "6701": "sbp", "220179": "sbp", "220050": "sbp",
     "8368": "dbp", "8440": "dbp", "8441": "dbp", "8555": "dbp", "220180": "dbp", "220051": "dbp",
-    "763": "weight", "224639": "weight", "226512": "weight", "226531": "weight",
-    # urine output (OUTPUTEVENTS)
+    # weights (mimic-code weight_durations items): kg except 3581/226531 (lb), 3582 (oz)
+    "762": "weight", "763": "weight", "3580": "weight", "3581": "weight", "3582": "weight",
+    "3693": "weight", "224639": "weight", "226512": "weight", "226531": "weight",
+    # urine output (OUTPUTEVENTS), the mimic-code urine_output item list, checked against
+    # D_ITEMS of the MIMIC-III demo. 227488 "GU Irrigant Volume In" is an input, not urine: it
+    # is not mapped (mimic-code subtracts it; we do not net it out, see docs/STORE.md).
     "40055": "urine_volume", "43175": "urine_volume", "40069": "urine_volume",
     "40094": "urine_volume", "40715": "urine_volume", "40473": "urine_volume",
     "40085": "urine_volume", "40057": "urine_volume", "40056": "urine_volume",
@@ -131,7 +137,7 @@ _MIMIC3_CHART: dict[str, str] = {
     "226560": "urine_volume", "226561": "urine_volume", "226584": "urine_volume",
     "226563": "urine_volume", "226564": "urine_volume", "226565": "urine_volume",
     "226567": "urine_volume", "226557": "urine_volume", "226558": "urine_volume",
-    "227488": "urine_volume", "227489": "urine_volume",
+    "227489": "urine_volume",
 }  # fmt: skip
 _MIMIC4_CHART: dict[str, str] = {
     k: v
@@ -139,7 +145,8 @@ _MIMIC4_CHART: dict[str, str] = {
     if len(k) == 6  # MIMIC-IV keeps MetaVision ids only
 }
 
-# OMOP standard measurement concepts (LOINC-based)
+# OMOP standard measurement concepts (LOINC-based). The OMOP reader maps through the CONCEPT
+# table to LOINC first; this table serves sources without a CONCEPT table.
 _OMOP: dict[str, str] = {
     "3016723": "creatinine", "3051825": "creatinine", "3020564": "creatinine",
     "3004249": "sbp", "3012888": "dbp", "3025315": "weight", "3000963": "hemoglobin",
@@ -147,6 +154,8 @@ _OMOP: dict[str, str] = {
     "3006923": "alt", "3024128": "bilirubin_total", "3023103": "potassium",
     "3027114": "cholesterol_total", "3022192": "triglycerides", "3028437": "ldl",
     "3007070": "hdl", "3049187": "egfr_reported", "3034485": "uacr",
+    # checked against the CONCEPT table of OHDSI Eunomia Synthea27Nj (vocabulary LOINC)
+    "3005456": "potassium", "3009966": "ldl", "3001802": "uacr", "3027172": "lvef",
 }  # fmt: skip
 
 _BY_SYSTEM: dict[str, dict[str, str]] = {
@@ -163,3 +172,8 @@ def analyte_for_code(system: str, code: str) -> str | None:
     if table is None:
         return None
     return table.get(code.strip())
+
+
+def code_table(system: str) -> dict[str, str]:
+    """A copy of the code -> analyte table of ``system`` (empty for systems without one)."""
+    return dict(_BY_SYSTEM.get(canonical_system(system), {}))
