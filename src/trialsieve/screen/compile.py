@@ -17,11 +17,10 @@ import itertools
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import duckdb
-
 from trialsieve import units
 from trialsieve.kidney.egfr import EQUATIONS, egfr_sql, needs_cystatin
 from trialsieve.screen import kidney_tables
+from trialsieve.screen.backend import Backend
 from trialsieve.screen.concepts import concept_predicate
 from trialsieve.screen.sql import (
     EMPTY_EV,
@@ -31,9 +30,13 @@ from trialsieve.screen.sql import (
     OPS,
     UNKNOWN,
     Window,
+    ev_list,
     event_evidence,
     evidence_struct,
     fmt_num,
+    latest_date_part,
+    latest_text,
+    latest_text_part,
     lit,
     parse_window,
 )
@@ -57,7 +60,7 @@ def age_years_sql(birth: str, at: str) -> str:
 
 
 class Compiler:
-    """Compiles the rules of one protocol into temp tables on a DuckDB connection.
+    """Compiles the rules of one protocol into temp tables on a backend (DuckDB, Spark).
 
     ``concept_sets`` maps names to concept sets (protocol ``concept_sets``); ``settings`` are the
     protocol's settings (e.g. ``aki_lookback_days``).
@@ -67,22 +70,22 @@ class Compiler:
 
     def __init__(
         self,
-        con: duckdb.DuckDBPyConnection,
+        backend: Backend,
         as_of: dt.datetime,
         concept_sets: Mapping[str, Any],
         settings: Mapping[str, Any] | None = None,
     ) -> None:
-        self.con = con
+        self.backend = backend
         self.as_of = as_of
         self.T = lit(as_of)
         self.concept_sets = concept_sets
         self.settings = dict(settings or {})
-        self.kidney = kidney_tables.KidneyTables(con, as_of)
+        self.kidney = kidney_tables.KidneyTables(backend, as_of)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _table(self, select_sql: str) -> str:
         name = f"__n{next(self._ids)}"
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
+        self.backend.create(name, select_sql)
         return name
 
     def _finish(self, agg_sql: str, v: str, reason: str, ev: str, default: int, why: str) -> str:
@@ -177,16 +180,17 @@ class Compiler:
         _, label = self.concept(body["concepts"])
         w = parse_window(body.get("window", "ever"))
         ev = event_evidence("e", "COALESCE(e.display, e.code)")
+        what = latest_text("start_time", "what")
         agg = (
-            f"SELECT e.patient_id, count(*) AS n, "
-            f"list_slice(list({ev} ORDER BY e.start_time DESC), 1, {MAX_EVIDENCE}) AS evs, "
-            f"arg_max(COALESCE(e.display, e.code), e.start_time) AS what, "
-            f"max(e.start_time) AS last {rows} GROUP BY e.patient_id"
+            f"SELECT patient_id, count(*) AS n, "
+            f"list_slice({ev_list('ev1', 'start_time')}, 1, {MAX_EVIDENCE}) AS evs, "
+            f"{what} AS last FROM (SELECT e.patient_id, e.start_time, {ev} AS ev1, "
+            f"COALESCE(e.display, e.code) AS what {rows}) GROUP BY patient_id"
         )
         test = f"a.n {OPS[op]} {lit(value)}"
         reason = (
             f"CAST(a.n AS VARCHAR) || ' record(s) of {_q(label)} ({w.label}), latest: ' "
-            f"|| a.what || ' on ' || strftime(a.last, '%Y-%m-%d')"
+            f"|| {latest_text_part('a.last')} || ' on ' || {latest_date_part('a.last')}"
         )
         zero_ok = _compare(0, op, value)
         return self._finish(
@@ -232,7 +236,7 @@ class Compiler:
             isl AS (SELECT patient_id, grp, min(s) AS s, max(t) AS t FROM g GROUP BY ALL),
             tot AS (SELECT patient_id, sum(GREATEST(epoch(t) - epoch(s), 0)) / 86400.0 AS days
                     FROM isl GROUP BY patient_id),
-            evs AS (SELECT patient_id, list_slice(list(ev1 ORDER BY start_time DESC), 1,
+            evs AS (SELECT patient_id, list_slice({ev_list("ev1", "start_time")}, 1,
                     {MAX_EVIDENCE}) AS evs FROM iv GROUP BY patient_id)
             SELECT tot.patient_id, tot.days, evs.evs FROM tot JOIN evs USING (patient_id)"""
         reason = (
@@ -277,16 +281,15 @@ class Compiler:
             return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
         if agg not in ("any", "every"):
             raise RuleError(f"unknown aggregation {agg!r} (latest, min, max, any, every)")
-        recent = "ORDER BY t DESC"
         sql = f"""
             WITH r AS ({rows_sql})
             SELECT patient_id, count(*) AS n, count_if(pass) AS n_true,
                    count_if(NOT pass) AS n_false,
-                   list(ev1 {recent}) FILTER (WHERE pass) AS ev_true,
-                   list(ev1 {recent}) FILTER (WHERE NOT pass) AS ev_false,
-                   list(ev1 {recent}) AS ev_all,
-                   arg_max({show}, t) FILTER (WHERE pass) AS what_true,
-                   arg_max({show}, t) FILTER (WHERE NOT pass) AS what_false
+                   {ev_list("ev1", "t")} FILTER (WHERE pass) AS ev_true,
+                   {ev_list("ev1", "t")} FILTER (WHERE NOT pass) AS ev_false,
+                   {ev_list("ev1", "t")} AS ev_all,
+                   {latest_text("t", show)} FILTER (WHERE pass) AS what_true,
+                   {latest_text("t", show)} FILTER (WHERE NOT pass) AS what_false
             FROM r GROUP BY patient_id"""
         if agg == "any":
             v = (
@@ -295,7 +298,8 @@ class Compiler:
             )
             reason = (
                 f"CASE WHEN a.n_true > 0 THEN CAST(a.n_true AS VARCHAR) || ' of ' || "
-                f"CAST(a.n AS VARCHAR) || ' values meet {_q(rule_text)}, latest ' || a.what_true "
+                f"CAST(a.n AS VARCHAR) || ' values meet {_q(rule_text)}, latest ' || "
+                f"{latest_text_part('a.what_true')} "
                 f"ELSE 'none of ' || CAST(a.n AS VARCHAR) || ' values meets {_q(rule_text)}' END"
             )
             ev = "CASE WHEN a.n_true > 0 THEN a.ev_true ELSE a.ev_all END"
@@ -306,7 +310,8 @@ class Compiler:
             )
             reason = (
                 f"CASE WHEN a.n_false > 0 THEN CAST(a.n_false AS VARCHAR) || ' of ' || "
-                f"CAST(a.n AS VARCHAR) || ' values fail {_q(rule_text)}, latest ' || a.what_false "
+                f"CAST(a.n AS VARCHAR) || ' values fail {_q(rule_text)}, latest ' || "
+                f"{latest_text_part('a.what_false')} "
                 f"ELSE 'all ' || CAST(a.n AS VARCHAR) || ' values meet {_q(rule_text)}' END"
             )
             ev = "CASE WHEN a.n_false > 0 THEN a.ev_false ELSE a.ev_all END"

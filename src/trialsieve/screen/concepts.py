@@ -2,7 +2,8 @@
 
 Entry forms, per code-system alias:
 - a range ``A-B``: the code's first ``len(A)`` characters lie between A and B (ICD stems
-  ``C00-C97``, ICD-9 ``140-208``, CPT ``90935-90999``);
+  ``C00-C97``, ICD-9 ``140-208``, CPT ``90935-90999``); never in LOINC, whose codes contain a
+  check digit after ``-`` (``2160-0`` is one exact code);
 - a prefix ``X*``; in the hierarchical systems (ICD-10-CM, ICD-9-CM, ICD-10-PCS, ICD-9 procedures,
   ATC) every entry is a prefix: ``N18`` matches ``N18.4``, ``H02AB`` matches ``H02AB06``;
 - otherwise an exact code (SNOMED CT, LOINC, RxNorm).
@@ -23,6 +24,8 @@ PREFIX_SYSTEMS = frozenset({codes.ICD10CM, codes.ICD9CM, codes.ICD10PCS, codes.I
 
 def _entry_sql(system: str, entry: str, col: str) -> str:
     e = entry.strip().upper()
+    if system == codes.LOINC:  # LOINC codes carry a check digit after '-': always exact
+        return f"{col} = {lit(e)}"
     if "-" in e and not e.startswith("-"):
         lo, hi = (p.strip() for p in e.split("-", 1))
         return f"substr({col}, 1, {len(lo)}) BETWEEN {lit(lo)} AND {lit(hi)}"

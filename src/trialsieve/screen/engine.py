@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
+from trialsieve.screen.backend import Backend, DuckDBBackend
 from trialsieve.screen.compile import Compiler
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
-from trialsieve.store.reader import open_store
 
 STATUS_ORDER = ("potentially_eligible", "needs_data", "ineligible")
 
@@ -39,7 +38,7 @@ class ScreenRun:
 
     as_of: dt.datetime
     protocols: list[Any]
-    con: duckdb.DuckDBPyConnection
+    backend: Backend
     funnels: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def results_sql(self) -> str:
@@ -48,7 +47,7 @@ class ScreenRun:
 
     def table(self) -> pa.Table:
         """All results as an Arrow table."""
-        return self.con.sql(self.results_sql()).to_arrow_table()
+        return pa.Table.from_batches(list(self.backend.batches(self.results_sql(), 100_000)))
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -57,8 +56,7 @@ class ScreenRun:
 
     def iter_records(self, batch_rows: int = 50_000) -> Iterator[dict[str, Any]]:
         """Stream results without holding them all in memory."""
-        reader = self.con.sql(self.results_sql()).to_arrow_reader(batch_rows)
-        for batch in reader:
+        for batch in self.backend.batches(self.results_sql(), batch_rows):
             for r in batch.to_pylist():
                 yield _clean(r)
 
@@ -104,7 +102,7 @@ def screen_store(
     as_of: dt.datetime,
     *,
     patient_ids: Sequence[str] | None = None,
-    con: duckdb.DuckDBPyConnection | None = None,
+    backend: Backend | None = None,
 ) -> ScreenRun:
     """Screen every patient of the store (or ``patient_ids``) against ``protocols`` at ``as_of``.
 
@@ -113,19 +111,20 @@ def screen_store(
     """
     if as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.UTC).replace(tzinfo=None)
-    con = con or duckdb.connect()
-    open_store(Path(store_dir), con)
+    backend = backend or DuckDBBackend()
+    backend.open_store(Path(store_dir))
     only = ""
     if patient_ids is not None:
         only = f" AND patient_id IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE pop AS SELECT patient_id, birth_date, sex, source "
-        f"FROM patients WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}){only}"
+    backend.create(
+        "pop",
+        "SELECT patient_id, birth_date, sex, source FROM patients "
+        f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}){only}",
     )
     meta_rows: list[tuple[str, int, str, str, str, str | None]] = []
     parts: list[str] = []
     for proto in protocols:
-        comp = Compiler(con, as_of, proto.concept_sets, getattr(proto, "settings", None))
+        comp = Compiler(backend, as_of, proto.concept_sets, getattr(proto, "settings", None))
         for idx, crit in enumerate(proto.criteria):
             meta_rows.append((proto.id, idx, crit.id, crit.kind, crit.text, crit.manual))
             sql = _criterion_sql(comp, crit)
@@ -140,8 +139,7 @@ def screen_store(
             "manual": pa.array([m[5] for m in meta_rows], pa.string()),
         }
     )
-    con.register("__meta_arrow", meta)
-    con.execute("CREATE OR REPLACE TEMP TABLE __meta AS SELECT * FROM __meta_arrow")
+    backend.register("__meta", meta)
     union = (
         " UNION ALL ".join(parts)
         if parts
@@ -150,7 +148,7 @@ def screen_store(
             f"NULL::VARCHAR reason, {EMPTY_EV} ev WHERE FALSE"
         )
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __verdicts AS {union}")
+    backend.create("__verdicts", union)
     verdict = (
         f"CASE v.v WHEN {MET} THEN 'met' WHEN {NOT_MET} THEN 'not_met' "
         f"WHEN {UNKNOWN} THEN 'unknown' ELSE 'manual' END"
@@ -158,9 +156,9 @@ def screen_store(
     failing = (
         f"(m.kind = 'inclusion' AND v.v = {NOT_MET}) OR (m.kind = 'exclusion' AND v.v = {MET})"
     )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE __results AS
-        SELECT v.patient_id, v.trial_id,
+    backend.create(
+        "__results",
+        f"""SELECT v.patient_id, v.trial_id,
             CASE WHEN bool_or({failing}) THEN 'ineligible'
                  WHEN bool_or(v.v = {UNKNOWN}) THEN 'needs_data'
                  ELSE 'potentially_eligible' END AS status,
@@ -168,8 +166,8 @@ def screen_store(
                    'reason': v.reason, 'evidence': v.ev, 'manual': m.manual}}
                  ORDER BY v.idx) AS criteria
         FROM __verdicts v JOIN __meta m ON m.trial_id = v.trial_id AND m.idx = v.idx
-        GROUP BY v.patient_id, v.trial_id"""
+        GROUP BY v.patient_id, v.trial_id""",
     )
-    run = ScreenRun(as_of=as_of, protocols=list(protocols), con=con)
-    run.funnels = compute_funnels(con, protocols)
+    run = ScreenRun(as_of=as_of, protocols=list(protocols), backend=backend)
+    run.funnels = compute_funnels(backend, protocols)
     return run

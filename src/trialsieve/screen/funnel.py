@@ -11,47 +11,46 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-
+from trialsieve.screen.backend import Backend
 from trialsieve.screen.sql import MANUAL, MET, NOT_MET, UNKNOWN
 
 
-def compute_funnels(con: duckdb.DuckDBPyConnection, protocols: Sequence[Any]) -> dict[str, dict]:
+def compute_funnels(backend: Backend, protocols: Sequence[Any]) -> dict[str, dict]:
     """Funnels from the engine's ``__verdicts``/``__meta``/``__results`` tables."""
-    screened = con.execute("SELECT count(*) FROM pop").fetchone()
-    n_pop = int(screened[0]) if screened else 0
+    n_pop = int(backend.rows("SELECT count(*) FROM pop")[0][0])
     first_fail = dict(
         ((t, i), n)
-        for t, i, n in con.execute(
+        for t, i, n in backend.rows(
             f"""SELECT trial_id, first, count(*) FROM (
                 SELECT v.trial_id, v.patient_id, min(v.idx) FILTER (WHERE
                     (m.kind = 'inclusion' AND v.v = {NOT_MET})
                     OR (m.kind = 'exclusion' AND v.v = {MET})) AS first
-                FROM __verdicts v JOIN __meta m USING (trial_id, idx) GROUP BY ALL)
-            WHERE first IS NOT NULL GROUP BY ALL"""
-        ).fetchall()
+                FROM __verdicts v JOIN __meta m ON m.trial_id = v.trial_id AND m.idx = v.idx
+                GROUP BY v.trial_id, v.patient_id)
+            WHERE first IS NOT NULL GROUP BY trial_id, first"""
+        )
     )
     counts = {
         (t, i): (met, nm, unk, man)
-        for t, i, met, nm, unk, man in con.execute(
+        for t, i, met, nm, unk, man in backend.rows(
             f"""SELECT trial_id, idx, count_if(v = {MET}), count_if(v = {NOT_MET}),
                        count_if(v = {UNKNOWN}), count_if(v = {MANUAL})
-                FROM __verdicts GROUP BY ALL"""
-        ).fetchall()
+                FROM __verdicts GROUP BY trial_id, idx"""
+        )
     }
     needs_by = dict(
         ((t, i), n)
-        for t, i, n in con.execute(
+        for t, i, n in backend.rows(
             f"""SELECT v.trial_id, v.idx, count(*) FROM __verdicts v
-                JOIN __results r USING (trial_id, patient_id)
-                WHERE r.status = 'needs_data' AND v.v = {UNKNOWN} GROUP BY ALL"""
-        ).fetchall()
+                JOIN __results r ON r.trial_id = v.trial_id AND r.patient_id = v.patient_id
+                WHERE r.status = 'needs_data' AND v.v = {UNKNOWN} GROUP BY v.trial_id, v.idx"""
+        )
     )
     status = {
         (t, s): n
-        for t, s, n in con.execute(
-            "SELECT trial_id, status, count(*) FROM __results GROUP BY ALL"
-        ).fetchall()
+        for t, s, n in backend.rows(
+            "SELECT trial_id, status, count(*) FROM __results GROUP BY trial_id, status"
+        )
     }
     funnels: dict[str, dict] = {}
     for proto in protocols:

@@ -13,17 +13,19 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from trialsieve.kidney import aki, urine
+from trialsieve.screen.backend import Backend
 from trialsieve.screen.sql import (
     EMPTY_EV,
     MET,
     NOT_MET,
     OPS,
     UNKNOWN,
+    ev_list,
     evidence_struct,
     fmt_num,
+    latest_text,
+    latest_text_part,
     lit,
     parse_window,
 )
@@ -37,14 +39,14 @@ MIN_48H = "min-48h"
 class KidneyTables:
     """Lazily built per-run tables: creatinine, stages per baseline, urine periods, weights."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, as_of: dt.datetime) -> None:
-        self.con = con
+    def __init__(self, backend: Backend, as_of: dt.datetime) -> None:
+        self.backend = backend
         self.T = lit(as_of)
         self._made: set[str] = set()
 
     def _make(self, name: str, sql: str) -> str:
         if name not in self._made:
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+            self.backend.create(name, sql)
             self._made.add(name)
         return name
 
@@ -98,15 +100,17 @@ class KidneyTables:
         u_in_w = w.contains('x."end"', comp.as_of)
         agg = f"""
             WITH h AS ({hits}),
-            hw AS (SELECT patient_id, t, ev1, max(why) AS why FROM h WHERE {in_w}
-                   GROUP BY patient_id, t, ev1),
-            m AS (SELECT patient_id, list(ev1 ORDER BY t DESC) AS evs, arg_max(why, t) AS why
-                  FROM hw GROUP BY patient_id),
+            hw AS (SELECT DISTINCT patient_id, t, ev1 FROM h WHERE {in_w}),
+            m AS (SELECT patient_id, {ev_list("ev1", "t")} AS evs FROM hw GROUP BY patient_id),
+            whys AS (SELECT patient_id, {latest_text("t", "why")} AS why FROM h WHERE {in_w}
+                  GROUP BY patient_id),
             d AS (SELECT patient_id FROM {self.creat()} c WHERE {c_in_w}
-                  UNION SELECT patient_id FROM {u} x WHERE {u_in_w})
-            SELECT d.patient_id, m.evs, m.why FROM d LEFT JOIN m USING (patient_id)
-            UNION ALL SELECT m.patient_id, m.evs, m.why FROM m
-            WHERE m.patient_id NOT IN (SELECT patient_id FROM d)"""
+                  UNION SELECT patient_id FROM {u} x WHERE {u_in_w}),
+            hits AS (SELECT m.patient_id, m.evs, {latest_text_part("whys.why")} AS why
+                   FROM m JOIN whys ON whys.patient_id = m.patient_id)
+            SELECT d.patient_id, hits.evs, hits.why FROM d LEFT JOIN hits USING (patient_id)
+            UNION ALL SELECT hits.patient_id, hits.evs, hits.why FROM hits
+            WHERE hits.patient_id NOT IN (SELECT patient_id FROM d)"""
         return comp._finish(
             agg,
             f"CASE WHEN a.why IS NOT NULL THEN {MET} ELSE {NOT_MET} END",

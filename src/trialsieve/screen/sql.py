@@ -96,8 +96,13 @@ def evidence_struct(
     return (
         f"{{'source': CAST({source} AS VARCHAR), 'code': CAST({code} AS VARCHAR), "
         f"'value': CAST({value} AS DOUBLE), 'unit': CAST({unit} AS VARCHAR), "
-        f"'time': strftime({time}, '%Y-%m-%dT%H:%M:%SZ'), 'note': CAST({note} AS VARCHAR)}}"
+        f"'time': {iso_z(time)}, 'note': CAST({note} AS VARCHAR)}}"
     )
+
+
+def iso_z(ts: str) -> str:
+    """SQL: a UTC timestamp as ISO-8601 text with a Z (portable: no literal letters in patterns)."""
+    return f"strftime({ts}, '%Y-%m-%d') || 'T' || strftime({ts}, '%H:%M:%S') || 'Z'"
 
 
 def event_evidence(alias: str = "e", note: str = "NULL") -> str:
@@ -113,5 +118,30 @@ def event_evidence(alias: str = "e", note: str = "NULL") -> str:
 
 
 def fmt_num(expr: str) -> str:
-    """SQL: a number printed compactly (up to 2 decimals, trailing zeros removed)."""
-    return f"regexp_replace(printf('%.2f', {expr}), '\\.?0+$', '')"
+    """SQL: a number as text, rounded to 2 decimals (same text on DuckDB and Spark)."""
+    return f"CAST(ROUND(CAST({expr} AS DOUBLE), 2) AS VARCHAR)"
+
+
+def ev_list(ev: str, time: str) -> str:
+    """SQL aggregate: the evidence column ``ev`` as a list, most recent first.
+
+    Ties are broken by the item's own fields so that every engine gives the same order.
+    """
+    return f"list({ev} ORDER BY {time} DESC, {ev}.source DESC, {ev}.code DESC, {ev}.note DESC)"
+
+
+def latest_text(time: str, text: str) -> str:
+    """SQL aggregate: ``text`` of the latest ``time`` (ties: the greatest text), as
+    ``'YYYY-MM-DD HH:MM:SS|text'``; read it back with :func:`latest_time_part` /
+    :func:`latest_text_part`. Portable where ``arg_max`` with ties is not."""
+    return f"max(strftime({time}, '%Y-%m-%d %H:%M:%S') || '|' || {text})"
+
+
+def latest_text_part(col: str) -> str:
+    """The text part of a :func:`latest_text` value."""
+    return f"substr({col}, 21)"
+
+
+def latest_date_part(col: str) -> str:
+    """The date (YYYY-MM-DD) of a :func:`latest_text` value."""
+    return f"substr({col}, 1, 10)"

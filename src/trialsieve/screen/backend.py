@@ -1,0 +1,192 @@
+"""Where the compiled SQL runs: DuckDB in-process (default) or Apache Spark.
+
+The compiler and the engine emit SQL text in DuckDB's dialect; a backend only knows how to
+materialise a named intermediate table, register the store and an Arrow table, and fetch rows.
+:class:`SparkBackend` transpiles each statement with sqlglot (DuckDB -> Spark SQL) and runs it on
+a SparkSession reading the same Parquet store, with the session time zone pinned to UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import pyarrow as pa
+
+from trialsieve.store.reader import open_store
+
+
+class Backend(Protocol):
+    """What the engine needs from a query engine."""
+
+    name: str
+
+    def open_store(self, store_dir: Path) -> None:
+        """Expose the store as relations ``patients`` and ``events``."""
+
+    def create(self, name: str, select_sql: str) -> None:
+        """Materialise ``select_sql`` (DuckDB dialect) as temporary relation ``name``."""
+
+    def register(self, name: str, table: pa.Table) -> None:
+        """Expose a small Arrow table as relation ``name``."""
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a query and return its rows."""
+
+    def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """Run a query and stream its result as Arrow record batches."""
+
+
+class DuckDBBackend:
+    """The embedded default."""
+
+    name = "duckdb"
+
+    def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        self.con = con or duckdb.connect()
+
+    def open_store(self, store_dir: Path) -> None:
+        open_store(store_dir, self.con)
+
+    def create(self, name: str, select_sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.con.register(f"{name}_arrow", table)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+        self.con.unregister(f"{name}_arrow")
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return self.con.execute(sql).fetchall()
+
+    def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        yield from self.con.sql(sql).to_arrow_reader(batch_rows)
+
+
+class SparkBackend:
+    """Apache Spark: the same SQL, transpiled DuckDB -> Spark with sqlglot.
+
+    Intermediate relations are temp views over locally checkpointed DataFrames (materialised once,
+    like DuckDB's temp tables). The session time zone is UTC so that timestamps and windows do not
+    shift with the server's zone or DST.
+    """
+
+    name = "spark"
+
+    def __init__(self, spark: Any | None = None, master: str | None = None) -> None:
+        if spark is None:
+            spark = spark_session(master)
+        self.spark = spark
+        self.spark.conf.set("spark.sql.session.timeZone", "UTC")
+
+    def to_spark_sql(self, sql: str) -> str:
+        """Transpile DuckDB SQL text to Spark SQL."""
+        return to_spark_sql(sql)
+
+    def open_store(self, store_dir: Path) -> None:
+        store_dir = Path(store_dir)
+        if not store_dir.is_dir():
+            raise FileNotFoundError(f"{store_dir}: not a store directory")
+        read = self.spark.read.parquet
+        read(str(store_dir / "patients.parquet")).createOrReplaceTempView("patients")
+        files = sorted(str(f) for f in (store_dir / "events").glob("*.parquet"))
+        if not files:
+            raise FileNotFoundError(f"{store_dir}: store has no events")
+        read(*files).createOrReplaceTempView("events")
+
+    def create(self, name: str, select_sql: str) -> None:
+        df = self.spark.sql(self.to_spark_sql(select_sql)).localCheckpoint(eager=True)
+        df.createOrReplaceTempView(name)
+
+    def register(self, name: str, table: pa.Table) -> None:
+        self.spark.createDataFrame(table).createOrReplaceTempView(name)
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.spark.sql(self.to_spark_sql(sql)).collect()]
+
+    def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        table = self.spark.sql(self.to_spark_sql(sql)).toArrow()
+        yield from table.to_batches(max_chunksize=batch_rows)
+
+
+def spark_session(master: str | None = None) -> Any:
+    """A SparkSession (local[*] unless ``master`` or the standard Spark configuration says)."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("trialsieve")
+    if master:
+        builder = builder.master(master)
+    elif not _configured_master():
+        builder = builder.master("local[*]")
+    return (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "8")
+        .getOrCreate()
+    )
+
+
+def _configured_master() -> bool:
+    import os
+
+    return bool(os.environ.get("MASTER") or os.environ.get("SPARK_MASTER"))
+
+
+def to_spark_sql(sql: str) -> str:
+    """DuckDB SQL -> Spark SQL (sqlglot), with the rewrites Spark needs.
+
+    - ``median`` is refused over a window frame; ``percentile(x, 0.5)`` is the same exact median
+      (mean of the two middle values for an even count) and is allowed there.
+    - ``list(x ORDER BY k DESC, ...)``: Spark's ``collect_list`` has no order, so it becomes
+      ``transform(sort_array(collect_list(struct(k..., x)), asc), e -> e.v)``; the compiler always
+      orders by keys that identify the item, so both engines give the same list.
+    - ``list_slice(l, a, b)`` -> ``slice(l, a, b - a + 1)``.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    def ordered_list(agg: exp.ArrayAgg, where: exp.Expression | None) -> exp.Expression:
+        order = agg.this
+        keys = [o.this.sql(dialect="spark") for o in order.expressions]
+        desc = {bool(o.args.get("desc")) for o in order.expressions}
+        if len(desc) != 1:
+            raise ValueError("ordered list aggregation must use one direction for all keys")
+        fields = ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
+        value = order.this.sql(dialect="spark")
+        filt = f" FILTER (WHERE {where.sql(dialect='spark')})" if where is not None else ""
+        asc = "FALSE" if desc.pop() else "TRUE"
+        return sqlglot.parse_one(
+            f"TRANSFORM(SORT_ARRAY(COLLECT_LIST(STRUCT({fields}, {value} AS v)){filt}, {asc}), "
+            "e -> e.v)",
+            read="spark",
+        )
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Median):
+            return exp.Anonymous(
+                this="PERCENTILE", expressions=[node.this, exp.Literal.number(0.5)]
+            )
+        if (
+            isinstance(node, exp.Filter)
+            and isinstance(node.this, exp.ArrayAgg)
+            and isinstance(node.this.this, exp.Order)
+        ):
+            return ordered_list(node.this, node.expression.this)
+        if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
+            return ordered_list(node, None)
+        return node
+
+    def rewrite_slice(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.upper() == "LIST_SLICE":
+            lst, start, end = node.expressions
+            length = exp.Add(
+                this=exp.Sub(this=end, expression=start), expression=exp.Literal.number(1)
+            )
+            return exp.Anonymous(this="SLICE", expressions=[lst, start, length])
+        return node
+
+    # two passes: a replaced node's subtree is not revisited within one pass
+    tree = sqlglot.parse_one(sql, read="duckdb").transform(rewrite).transform(rewrite_slice)
+    return tree.sql(dialect="spark")
