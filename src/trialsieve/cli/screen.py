@@ -69,6 +69,18 @@ def parse_as_of(value: str | None) -> dt.datetime:
     help="results.jsonl: one JSON object per patient and trial.",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="Query engine; spark runs the same SQL on PySpark.",
+)
+@click.option(
+    "--spark-master",
+    default=None,
+    help="Spark master URL (default: local[*] or the standard Spark configuration).",
+)
+@click.option(
     "--html",
     "html",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -82,6 +94,8 @@ def command(
     as_of: str | None,
     patients: tuple[str, ...],
     out: Path,
+    engine: str,
+    spark_master: str | None,
     html: Path | None,
 ) -> None:
     """Screen patients against trial protocols; print each trial's screening funnel."""
@@ -104,7 +118,14 @@ def command(
         assert store is not None
         if not store.is_dir():
             raise click.UsageError(f"{store}: not a store directory")
-        run = screen_store(store, protocols, instant, patient_ids=list(patients) or None)
+        backend = None
+        if engine == "spark":
+            from trialsieve.screen.backend import SparkBackend
+
+            backend = SparkBackend(master=spark_master)
+        run = screen_store(
+            store, protocols, instant, patient_ids=list(patients) or None, backend=backend
+        )
         n = run.write_jsonl(out)
         click.echo(f"screened at {instant.isoformat()}Z; {n} results -> {out}")
         for f in run.funnels.values():
