@@ -131,3 +131,14 @@ def test_postgres_schema_is_found_without_parameter(
     s = _ingest_url(pg_url, tmp_path)
     assert s.balanced()
     assert s.by_type["person"].stored == 28
+
+
+def test_postgres_url_through_run_ingest(pg_url: str, shared_data: Path, tmp_path: Path) -> None:
+    from trialsieve.ingest.runner import masked_url, run_ingest
+
+    _load_eunomia(pg_url, shared_data, "cdm")
+    s = run_ingest("omop", f"{pg_url}?schema=cdm", tmp_path)
+    assert s.balanced()
+    manifest = (tmp_path / "manifest.json").read_text()
+    assert masked_url(pg_url) in manifest
+    assert masked_url("postgresql://u:secret@h:5/db") == "postgresql://u:***@h:5/db"

@@ -13,7 +13,7 @@ from trialsieve.ingest.sink import IngestError
 @click.command("ingest")
 @click.option("--format", "fmt", type=click.Choice(sorted(READERS)), required=True,
               help="Source format.")  # fmt: skip
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source")
 @click.option("--store", "store_dir", type=click.Path(path_type=Path), required=True,
               help="Store directory (created if needed).")  # fmt: skip
 @click.option(
@@ -26,8 +26,12 @@ from trialsieve.ingest.sink import IngestError
     is_flag=True,
     help="Validate every FHIR resource against R4; stop at the first error or reject.",
 )
-def command(fmt: str, source: Path, store_dir: Path, dataset: str | None, strict: bool) -> None:
-    """Read SOURCE into the canonical store; print read / stored / rejected per record type."""
+def command(fmt: str, source: str, store_dir: Path, dataset: str | None, strict: bool) -> None:
+    """Read SOURCE into the canonical store; print read / stored / rejected per record type.
+
+    SOURCE is a file or folder, or for --format omop also a PostgreSQL URL
+    (postgresql://user:pass@host/db?schema=cdm).
+    """
     try:
         summary = run_ingest(fmt, source, store_dir, dataset=dataset, strict=strict)
     except IngestError as e:

@@ -6,6 +6,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from trialsieve.ingest.sink import IngestError, IngestSink
 from trialsieve.store.writer import IngestSummary, StoreWriter
@@ -45,6 +46,20 @@ def default_dataset_name(source: Path) -> str:
     return cleaned or "dataset"
 
 
+def is_database_url(source: Path | str) -> bool:
+    """True for a PostgreSQL connection URL (``postgresql://`` or ``postgres://``)."""
+    return str(source).startswith(("postgresql://", "postgres://"))
+
+
+def masked_url(url: str) -> str:
+    """The URL with its password replaced by ``***`` (for manifests and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def run_ingest(
     fmt: str,
     source: Path | str,
@@ -58,12 +73,21 @@ def run_ingest(
     In strict mode the first reject (or FHIR validation error) raises IngestError and the store
     is left unchanged.
     """
-    source = Path(source)
-    if not source.exists():
-        raise IngestError(f"{source}: no such file or folder")
     reader = get_reader(fmt)
-    writer = StoreWriter(Path(store_dir), dataset or default_dataset_name(source), strict=strict)
-    writer.source_path = str(source)  # recorded in manifest.json
+    if is_database_url(source):
+        if fmt != "omop":
+            raise IngestError(f"format {fmt!r} reads files; a database URL needs --format omop")
+        url = urlsplit(str(source))
+        name = dataset or (url.path.strip("/") or "omop")
+        where = masked_url(str(source))
+    else:
+        source = Path(source)
+        if not source.exists():
+            raise IngestError(f"{source}: no such file or folder")
+        name = dataset or default_dataset_name(source)
+        where = str(source)
+    writer = StoreWriter(Path(store_dir), name, strict=strict)
+    writer.source_path = where  # recorded in manifest.json (passwords masked)
     writer.source_format = fmt
     reader(source, writer)
     return writer.close()
