@@ -113,6 +113,8 @@ def run_aki(
     baseline: str = "kdigo",
     summary: Path | None = None,
     rejects: Path | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> tuple[list[FileLoad], Path | None]:
     """Run the whole command; return the per-file counts and where rejects were written."""
     if (urine is None) != (weights is None):
@@ -133,7 +135,20 @@ def run_aki(
         rrt="rrt" if rrt is not None else None,
         baseline=baseline,
     )
-    con.execute(f"CREATE TABLE staged AS {sql}")
+    queries = {"staged": sql}
+    if summary is not None and urine is not None and weights is not None:
+        queries["urine_episodes"] = _urine_episodes_sql("urine", "weights")
+    if engine == "spark":
+        from trialsieve.screen.backend import SparkBackend, run_on_spark
+
+        inputs = ["creat"] + [
+            t for t, f in (("urine", urine), ("weights", weights), ("rrt", rrt),
+                           ("patients", patients)) if f is not None
+        ]  # fmt: skip
+        run_on_spark(con, inputs, queries, SparkBackend(master=spark_master))
+    else:
+        for name, q in queries.items():
+            con.execute(f"CREATE TABLE {name} AS {q}")
     _copy(
         con,
         f"SELECT patient_id, strftime(t, {_ISO}) AS time, ROUND(scr, 2) AS creatinine_umol_l, "
@@ -142,8 +157,6 @@ def run_aki(
         out,
     )
     if summary is not None:
-        if urine is not None and weights is not None:
-            con.execute(f"CREATE TABLE urine_episodes AS {_urine_episodes_sql('urine', 'weights')}")
         _copy(con, _summary_sql(urine is not None, rrt is not None), summary)
 
     n_rej = sum(x.rejected for x in loads)
@@ -196,6 +209,14 @@ def run_aki(
     help="results.csv: one row per creatinine result, in input order.",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="Where the staging SQL runs (spark: the same SQL on PySpark).",
+)
+@click.option("--spark-master", default=None, help="Spark master URL (default local[*]).")
+@click.option(
     "--summary", type=click.Path(dir_okay=False, path_type=Path), help="s.csv: one row per patient."
 )
 @click.option(
@@ -213,12 +234,15 @@ def command(
     out: Path,
     summary: Path | None,
     rejects: Path | None,
+    engine: str,
+    spark_master: str | None,
 ) -> None:  # fmt: skip
     """Stage AKI for every creatinine result (KDIGO 2012 and NHS England 2014)."""
     try:
         loads, rej_path = run_aki(
             creatinine=creatinine, out=out, urine=urine, weights=weights, rrt=rrt,
             patients=patients, baseline=baseline, summary=summary, rejects=rejects,
+            engine=engine, spark_master=spark_master,
         )  # fmt: skip
     except AkiInputError as e:
         raise click.ClickException(str(e)) from e

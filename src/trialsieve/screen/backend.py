@@ -190,3 +190,31 @@ def to_spark_sql(sql: str) -> str:
     # two passes: a replaced node's subtree is not revisited within one pass
     tree = sqlglot.parse_one(sql, read="duckdb").transform(rewrite).transform(rewrite_slice)
     return tree.sql(dialect="spark")
+
+
+def run_on_spark(
+    con: duckdb.DuckDBPyConnection,
+    inputs: list[str],
+    queries: dict[str, str],
+    backend: SparkBackend,
+) -> None:
+    """Run DuckDB-dialect ``queries`` on Spark over the DuckDB tables ``inputs``.
+
+    The input tables travel as Parquet to Spark temp views; each query's result comes back as a
+    DuckDB table of the same name (queries run in order and may use earlier results).
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="trialsieve-spark-") as tmp:
+        for name in inputs:
+            path = Path(tmp) / f"{name}.parquet"
+            con.execute(f"COPY {name} TO '{path}' (FORMAT PARQUET)")
+            backend.spark.read.parquet(str(path)).createOrReplaceTempView(name)
+        for name, sql in queries.items():
+            out = Path(tmp) / f"out_{name}"
+            df = backend.spark.sql(backend.to_spark_sql(sql))
+            df.write.mode("overwrite").parquet(str(out))
+            backend.spark.read.parquet(str(out)).createOrReplaceTempView(name)
+            con.execute(
+                f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM read_parquet('{out}/*.parquet')"
+            )
