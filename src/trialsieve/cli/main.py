@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "store": ("trialsieve.cli.store", "Inspect a canonical store."),
     "screen": ("trialsieve.cli.screen", "Screen a store against the trial protocols."),
     "protocols": ("trialsieve.cli.protocols", "List and validate trial protocol files."),
+    "synth": ("trialsieve.cli.synth", "Generate a synthetic population (store, FHIR, AKI CSVs)."),
     "demo": ("trialsieve.cli.demo", "Build the bundled synthetic cohort and screen it."),
 }
 

@@ -38,6 +38,9 @@ class Backend(Protocol):
     def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         """Run a query and stream its result as Arrow record batches."""
 
+    def arrow(self, sql: str) -> pa.Table:
+        """Run a query and return its whole result as an Arrow table."""
+
 
 class DuckDBBackend:
     """The embedded default."""
@@ -63,6 +66,9 @@ class DuckDBBackend:
 
     def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
         yield from self.con.sql(sql).to_arrow_reader(batch_rows)
+
+    def arrow(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
 
 
 class SparkBackend:
@@ -107,8 +113,10 @@ class SparkBackend:
         return [tuple(r) for r in self.spark.sql(self.to_spark_sql(sql)).collect()]
 
     def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        table = self.spark.sql(self.to_spark_sql(sql)).toArrow()
-        yield from table.to_batches(max_chunksize=batch_rows)
+        yield from self.arrow(sql).to_batches(max_chunksize=batch_rows)
+
+    def arrow(self, sql: str) -> pa.Table:
+        return self.spark.sql(self.to_spark_sql(sql)).toArrow()
 
 
 def spark_session(master: str | None = None) -> Any:
@@ -218,3 +226,4 @@ def run_on_spark(
             con.execute(
                 f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM read_parquet('{out}/*.parquet')"
             )
+

@@ -47,7 +47,7 @@ class ScreenRun:
 
     def table(self) -> pa.Table:
         """All results as an Arrow table."""
-        return pa.Table.from_batches(list(self.backend.batches(self.results_sql(), 100_000)))
+        return self.backend.arrow(self.results_sql())
 
     @property
     def records(self) -> list[dict[str, Any]]:

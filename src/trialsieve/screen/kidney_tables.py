@@ -100,7 +100,8 @@ class KidneyTables:
         u_in_w = w.contains('x."end"', comp.as_of)
         agg = f"""
             WITH h AS ({hits}),
-            hw AS (SELECT DISTINCT patient_id, t, ev1 FROM h WHERE {in_w}),
+            hw AS (SELECT patient_id, ev1, max(t) AS t FROM h WHERE {in_w}
+                   GROUP BY patient_id, ev1),
             m AS (SELECT patient_id, {ev_list("ev1", "t")} AS evs FROM hw GROUP BY patient_id),
             whys AS (SELECT patient_id, {latest_text("t", "why")} AS why FROM h WHERE {in_w}
                   GROUP BY patient_id),

@@ -1,0 +1,1 @@
+"""Synthetic population generator (``trialsieve synth``, issue 5)."""

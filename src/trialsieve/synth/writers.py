@@ -1,0 +1,377 @@
+"""Outputs of ``trialsieve synth``: a canonical store, FHIR Bulk NDJSON, or AKI CSV files.
+
+- **store**: the layout of ``docs/STORE.md``: ``patients.parquet`` (one row group per chunk,
+  written as it streams), ``events/synth-<k>.parquet`` (one part per chunk, each sorted by
+  patient_id, start_time, event_id; the parts cover consecutive patient ranges, so their
+  concatenation is sorted), ``manifest.json`` (dataset ``synth``: counts per resource type, the
+  generator's parameters) and an empty ``rejects.jsonl``.
+- **fhir**: ``Patient.ndjson``, ``Observation.ndjson``, ``Condition.ndjson``,
+  ``Procedure.ndjson``, ``MedicationRequest.ndjson``, ``Encounter.ndjson`` (FHIR R4), one
+  resource per store ``source`` (the BP panel 85354-9 carries sbp and dbp as components). Values
+  are written in the unit and precision the patient's laboratory reports (``orig_value``), so
+  ``trialsieve ingest --format fhir --dataset synth`` gives back the rows of the store format.
+- **pyaki**: the ``trialsieve aki`` inputs (``creatinine.csv`` patient_id,time,value,unit;
+  ``urine.csv`` patient_id,start,end,volume_ml; ``weights.csv`` patient_id,time,weight_kg;
+  ``rrt.csv`` patient_id,start,end; ``patients.csv`` patient_id,birth_date,sex) and, under
+  ``pyaki/``, the same data in pyAKI's column names (pyAKI 1.0.13 docs, "Input Data":
+  ``stay_id``, ``charttime``, ``creat`` in mg/dL, ``urineoutput`` in mL charted at the end of
+  each hourly period, ``weight`` per stay, ``rrt_status``): ``creatinine.csv``,
+  ``urineoutput.csv``, ``demographics.csv``, ``rrt.csv``. One stay per patient: ``stay_id`` is
+  the patient index (``S000000042`` -> 42). Creatinine is written in mg/dL with 4 decimals in
+  both layouts so that both tools read identical numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing as mp
+import os
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from trialsieve.codes import LOINC, SNOMED
+from trialsieve.kidney.creatinine import UMOL_PER_MGDL
+from trialsieve.store.schema import PATIENTS_SCHEMA
+from trialsieve.synth.concepts import BP_PANEL, UNIT_VARIANTS, reference_in
+from trialsieve.synth.generator import (
+    DATASET,
+    SynthConfig,
+    chunk,
+    chunks,
+    n_chunks,
+    to_store_schema,
+)
+
+UCUM = "http://unitsofmeasure.org"
+FORMATS = ("store", "fhir", "pyaki")
+_ROUTE_SNOMED = {"oral": "26643006", "intravenous": "47625008", "subcutaneous": "34206005"}
+
+
+def _ensure_empty(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: exists and is not empty (synth never overwrites data)")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _iso(t: dt.datetime | None) -> str | None:
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ----------------------------------------------------------------------------------------------
+def _store_part(cfg: SynthConfig, out: Path, k: int) -> tuple[pa.Table, int, Counter[str]]:
+    """Generate chunk ``k`` and write ``events/synth-<k>.parquet``; return patients and counts."""
+    patients, events = chunk(cfg, k)
+    part = out / "events" / f"{DATASET}-{k:05d}.parquet"
+    pq.write_table(events, part, compression="zstd", store_schema=False)
+    sources = pc.unique(events.column("source"))
+    rtype = pc.list_element(pc.split_pattern(sources, "/", max_splits=1), 0)
+    src = pc.value_counts(rtype)
+    by_type: Counter[str] = Counter({str(v["values"]): int(v["counts"]) for v in src.to_pylist()})
+    return patients, events.num_rows, by_type
+
+
+def write_store(cfg: SynthConfig, out: Path, jobs: int = 1) -> dict[str, int]:
+    """Generate the population into a canonical store at ``out``; return counts per table.
+
+    ``jobs`` > 1 generates chunks in that many worker processes (the parts are the same).
+    """
+    _ensure_empty(out)
+    (out / "events").mkdir()
+    by_type: Counter[str] = Counter()
+    n_events = 0
+    n_patients = 0
+    ptmp = out / "patients.parquet.tmp"
+    total = n_chunks(cfg)
+    pool = (
+        ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+        if jobs > 1 and total > 1
+        else None
+    )  # spawn: no fork of a process whose Arrow/DuckDB thread pools are running
+    try:
+        results: Iterator[tuple[pa.Table, int, Counter[str]]] = (
+            pool.map(_store_part, [cfg] * total, [out] * total, range(total))
+            if pool is not None
+            else (_store_part(cfg, out, k) for k in range(total))
+        )
+        with pq.ParquetWriter(ptmp, PATIENTS_SCHEMA, compression="zstd") as pw:
+            for patients, n_ev, counts in results:
+                pw.write_table(patients)
+                n_patients += patients.num_rows
+                n_events += n_ev
+                by_type.update(counts)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    os.replace(ptmp, out / "patients.parquet")
+    by_type["Patient"] = n_patients
+    manifest = {
+        "datasets": {
+            DATASET: {
+                "ingested_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "source": f"trialsieve synth --patients {cfg.patients} --seed {cfg.seed}",
+                "format": "synth",
+                "generator": {
+                    "patients": cfg.patients,
+                    "seed": cfg.seed,
+                    "as_of": cfg.as_of.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "creatinine_per_patient": cfg.creatinine_per_patient,
+                },
+                "events": n_events,
+                "read": sum(by_type.values()),
+                "stored": sum(by_type.values()),
+                "rejected": 0,
+                "by_type": {
+                    t: {"read": c, "stored": c, "rejected": {}} for t, c in sorted(by_type.items())
+                },
+            }
+        },
+        "schema_version": 1,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+    (out / "rejects.jsonl").write_text("", "utf-8")
+    return {"patients": n_patients, "events": n_events}
+
+
+# ----------------------------------------------------------------------------------------------
+def _num(text: str) -> int | float:
+    """The JSON number of a value string as Arrow printed it (``108`` -> 108, ``1.2`` -> 1.2)."""
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _quantity(text: str, unit: str) -> dict[str, Any]:
+    return {"value": _num(text), "unit": unit, "system": UCUM, "code": unit}
+
+
+def _ref_range(analyte: str, unit: str) -> list[dict[str, Any]]:
+    for variant in UNIT_VARIANTS[analyte]:
+        if variant.unit == unit:
+            lo, hi = reference_in(analyte, variant)
+            rr: dict[str, Any] = {}
+            if lo is not None:
+                rr["low"] = {"value": lo, "unit": unit, "system": UCUM, "code": unit}
+            if hi is not None:
+                rr["high"] = {"value": hi, "unit": unit, "system": UCUM, "code": unit}
+            return [rr] if rr else []
+    return []
+
+
+def _observation(rows: list[dict[str, Any]], rid: str) -> dict[str, Any]:
+    r0 = rows[0]
+    vital = r0["kind"] in ("vital",)
+    res: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": r0["status"],
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs" if vital else "laboratory"}]}],
+        "subject": {"reference": f"Patient/{r0['patient_id']}"},
+    }  # fmt: skip
+    if r0["end_time"] is not None:
+        res["effectivePeriod"] = {"start": _iso(r0["start_time"]), "end": _iso(r0["end_time"])}
+    else:
+        res["effectiveDateTime"] = _iso(r0["start_time"])
+
+    def coded(r: dict[str, Any]) -> dict[str, Any]:
+        el: dict[str, Any] = {"code": {"coding": [{"system": r["code_system"], "code": r["code"],
+                                                   "display": r["display"]}]}}  # fmt: skip
+        el["valueQuantity"] = _quantity(r["orig_value"], r["orig_unit"])
+        rr = (
+            _ref_range(r["analyte"], r["orig_unit"])
+            if r["ref_low"] is not None or r["ref_high"] is not None
+            else []
+        )
+        if rr:
+            el["referenceRange"] = rr
+        return el
+
+    if len(rows) > 1:  # blood-pressure panel
+        res["code"] = {"coding": [{"system": LOINC, "code": BP_PANEL[0], "display": BP_PANEL[1]}]}
+        res["component"] = [coded(r) for r in rows]
+    else:
+        res.update(coded(r0))
+    return res
+
+
+def _resource(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    r = rows[0]
+    rtype, rid = r["source"].split("/", 1)
+    subject = {"reference": f"Patient/{r['patient_id']}"}
+    concept = {"coding": [{"system": r["code_system"], "code": r["code"],
+                           "display": r["display"]}]}  # fmt: skip
+    if rtype == "Observation":
+        return rtype, _observation(rows, rid)
+    if rtype == "Condition":
+        res: dict[str, Any] = {
+            "resourceType": "Condition", "id": rid, "subject": subject, "code": concept,
+            "clinicalStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": r["status"]}]},
+            "verificationStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                "code": "confirmed"}]},
+            "onsetDateTime": _iso(r["start_time"]),
+        }  # fmt: skip
+        if r["end_time"] is not None:
+            res["abatementDateTime"] = _iso(r["end_time"])
+        return rtype, res
+    if rtype == "Procedure":
+        res = {"resourceType": "Procedure", "id": rid, "status": r["status"],
+               "subject": subject, "code": concept}  # fmt: skip
+        if r["end_time"] is not None:
+            res["performedPeriod"] = {"start": _iso(r["start_time"]), "end": _iso(r["end_time"])}
+        else:
+            res["performedDateTime"] = _iso(r["start_time"])
+        return rtype, res
+    if rtype == "MedicationRequest":
+        dosage: dict[str, Any] = {
+            "timing": {"repeat": {"boundsPeriod": {"start": _iso(r["start_time"])}}},
+            "route": {"coding": [{"system": SNOMED, "code": _ROUTE_SNOMED[r["route"]],
+                                  "display": r["route"]}]},
+        }  # fmt: skip
+        if r["end_time"] is not None:
+            dosage["timing"]["repeat"]["boundsPeriod"]["end"] = _iso(r["end_time"])
+        if r["dose_value"] is not None:
+            dosage["doseAndRate"] = [{"doseQuantity": {
+                "value": r["dose_value"], "unit": r["dose_unit"], "system": UCUM,
+                "code": r["dose_unit"]}}]  # fmt: skip
+        res = {"resourceType": "MedicationRequest", "id": rid, "status": r["status"],
+               "intent": "order", "subject": subject, "medicationCodeableConcept": concept,
+               "authoredOn": _iso(r["start_time"]), "dosageInstruction": [dosage]}  # fmt: skip
+        return rtype, res
+    if rtype == "Encounter":
+        period = {"start": _iso(r["start_time"])}
+        if r["end_time"] is not None:
+            period["end"] = _iso(r["end_time"])
+        res = {"resourceType": "Encounter", "id": rid, "status": r["status"],
+               "class": {"system": r["code_system"], "code": r["code"]},
+               "type": [{"text": r["display"]}], "subject": subject, "period": period}  # fmt: skip
+        return rtype, res
+    raise ValueError(f"no FHIR mapping for {rtype}")
+
+
+def _grouped(events: pa.Table) -> Iterator[list[dict[str, Any]]]:
+    """Rows of one source together (a BP panel is two rows of one Observation)."""
+    idx = pa.compute.sort_indices(events, [("source", "ascending"), ("code", "descending")])
+    rows = events.take(idx).to_pylist()
+    i = 0
+    while i < len(rows):
+        j = i + 1
+        while j < len(rows) and rows[j]["source"] == rows[i]["source"]:
+            j += 1
+        yield sorted(rows[i:j], key=lambda r: r["analyte"] != "sbp")
+        i = j
+
+
+def write_fhir(cfg: SynthConfig, out: Path) -> dict[str, int]:
+    """Generate the population as FHIR R4 Bulk NDJSON files; return resources per type."""
+    _ensure_empty(out)
+    counts: Counter[str] = Counter()
+    files: dict[str, Any] = {}
+    try:
+        for _, patients, events in chunks(cfg):
+            f = files.setdefault("Patient", (out / "Patient.ndjson").open("wb"))
+            for p in patients.to_pylist():
+                res = {"resourceType": "Patient", "id": p["patient_id"], "gender": p["sex"],
+                       "birthDate": p["birth_date"].isoformat()}  # fmt: skip
+                f.write(orjson.dumps(res) + b"\n")
+                counts["Patient"] += 1
+            for rows in _grouped(to_store_schema(events)):
+                rtype, res = _resource(rows)
+                fh = files.get(rtype)
+                if fh is None:
+                    fh = files[rtype] = (out / f"{rtype}.ndjson").open("wb")
+                fh.write(orjson.dumps(res) + b"\n")
+                counts[rtype] += 1
+    finally:
+        for fh in files.values():
+            fh.close()
+    return dict(counts)
+
+
+# ----------------------------------------------------------------------------------------------
+_ISO = "'%Y-%m-%dT%H:%M:%SZ'"
+UMOL = repr(float(UMOL_PER_MGDL))
+_PYAKI_QUERIES: dict[str, str] = {
+    "creatinine.csv": f"""SELECT patient_id, strftime(start_time, {_ISO}) AS time,
+        round(value / {UMOL}, 4) AS value, 'mg/dL' AS unit FROM ev
+        WHERE analyte = 'creatinine' ORDER BY patient_id, start_time, event_id""",
+    "urine.csv": f"""SELECT patient_id, strftime(start_time, {_ISO}) AS start,
+        strftime(end_time, {_ISO}) AS "end", value AS volume_ml FROM ev
+        WHERE analyte = 'urine_volume' ORDER BY patient_id, start_time, event_id""",
+    "weights.csv": f"""SELECT patient_id, strftime(start_time, {_ISO}) AS time,
+        value AS weight_kg FROM ev WHERE analyte = 'weight'
+        ORDER BY patient_id, start_time, event_id""",
+    "rrt.csv": f"""SELECT patient_id, strftime(start_time, {_ISO}) AS start,
+        strftime(end_time, {_ISO}) AS "end" FROM ev
+        WHERE kind = 'procedure' AND code = '90935'
+        ORDER BY patient_id, start_time, event_id""",
+    "pyaki/creatinine.csv": f"""SELECT CAST(substr(patient_id, 2) AS BIGINT) AS stay_id,
+        strftime(start_time, '%Y-%m-%d %H:%M:%S') AS charttime,
+        round(value / {UMOL}, 4) AS creat
+        FROM ev WHERE analyte = 'creatinine' ORDER BY patient_id, start_time, event_id""",
+    "pyaki/urineoutput.csv": """SELECT CAST(substr(patient_id, 2) AS BIGINT) AS stay_id,
+        strftime(end_time, '%Y-%m-%d %H:%M:%S') AS charttime, value AS urineoutput
+        FROM ev WHERE analyte = 'urine_volume' ORDER BY patient_id, start_time, event_id""",
+    "pyaki/demographics.csv": """WITH u AS (SELECT patient_id, min(start_time) AS t0 FROM ev
+          WHERE analyte = 'urine_volume' GROUP BY patient_id),
+        w AS (SELECT ev.patient_id, ev.start_time, ev.value, u.t0 FROM ev
+          LEFT JOIN u USING (patient_id) WHERE analyte = 'weight')
+        SELECT CAST(substr(patient_id, 2) AS BIGINT) AS stay_id,
+          round(coalesce(arg_max(value, start_time) FILTER (WHERE start_time <= t0),
+                         arg_max(value, start_time)), 1) AS weight
+        FROM w GROUP BY patient_id ORDER BY patient_id""",
+    "pyaki/rrt.csv": """SELECT CAST(substr(patient_id, 2) AS BIGINT) AS stay_id,
+        strftime(start_time, '%Y-%m-%d %H:%M:%S') AS charttime, 1 AS rrt_status FROM ev
+        WHERE kind = 'procedure' AND code = '90935'
+        ORDER BY patient_id, start_time, event_id""",
+}
+
+
+def write_pyaki(cfg: SynthConfig, out: Path) -> dict[str, int]:
+    """Generate the population as ``trialsieve aki`` and pyAKI CSV files; return row counts."""
+    _ensure_empty(out)
+    (out / "pyaki").mkdir()
+    writers: dict[str, pacsv.CSVWriter] = {}
+    counts: Counter[str] = Counter()
+    opts = pacsv.WriteOptions(quoting_style="needed")
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    try:
+        for _, patients, events in chunks(cfg):
+            con.register("ev", events)
+            con.register("pt", patients)
+            tables = {name: con.sql(q).to_arrow_table() for name, q in _PYAKI_QUERIES.items()}
+            tables["patients.csv"] = con.sql(
+                "SELECT patient_id, strftime(birth_date, '%Y-%m-%d') AS birth_date, sex FROM pt "
+                "ORDER BY patient_id"
+            ).to_arrow_table()
+            for name, table in tables.items():
+                w = writers.get(name)
+                if w is None:
+                    w = writers[name] = pacsv.CSVWriter(
+                        out / name, table.schema, write_options=opts
+                    )
+                w.write_table(table)
+                counts[name] += table.num_rows
+            con.unregister("ev")
+            con.unregister("pt")
+    finally:
+        for w in writers.values():
+            w.close()
+        con.close()
+    return dict(counts)
+
+
+WRITERS = {"store": write_store, "fhir": write_fhir, "pyaki": write_pyaki}
