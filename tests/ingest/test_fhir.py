@@ -37,14 +37,15 @@ def test_corrupt_fixture_gives_exactly_the_expected_rejects(
     assert s.balanced()
     got = sorted((r["locator"], r["reason"].split(":")[0]) for r in _rejects(tmp_path))
     assert got == [
-        ("Observation/ghost", "unknown patient"),
         ("line 3", "malformed JSON"),
         ("line 4 (Observation/bad-unit)", "unknown unit"),
         ("line 5 (Observation/neg-crea)", "implausible value"),
+        ("line 6 (Observation/ghost)", "unknown patient"),
     ]
     by_reason = {r["locator"]: r for r in _rejects(tmp_path)}
     assert "mg/furlong" in by_reason["line 4 (Observation/bad-unit)"]["reason"]
-    assert by_reason["line 3"]["file"] == "Observation.000.ndjson"
+    # every reject names its file, the unknown patient included
+    assert {r["file"] for r in _rejects(tmp_path)} == {"Observation.000.ndjson"}
     # the patient without birth date is stored, with a warning, and no guessed age
     con = _con(tmp_path)
     assert con.execute(
@@ -89,6 +90,73 @@ def test_blood_pressure_panel_becomes_two_vitals(tmp_path: Path) -> None:
         ("dbp", "8462-4", 91.0, "vital", "Observation/bp-1"),
         ("sbp", "8480-6", 142.0, "vital", "Observation/bp-1"),
     ]
+
+
+def _bp_panel(oid: str, panel: str, sbp: dict[str, object], dbp: dict[str, object]) -> bytes:
+    loinc = "http://loinc.org"
+    return orjson.dumps(
+        {"resourceType": "Observation", "id": oid, "status": "final",
+         "subject": {"reference": "Patient/pat-1"}, "effectiveDateTime": "2024-03-05",
+         "code": {"coding": [{"system": loinc, "code": panel}]},
+         "component": [
+             {"code": {"coding": [{"system": loinc, "code": "8480-6"}]}, "valueQuantity": sbp},
+             {"code": {"coding": [{"system": loinc, "code": "8462-4"}]}, "valueQuantity": dbp}]}
+    )  # fmt: skip
+
+
+def test_unitless_bp_components_are_mmhg_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LOINC 8480-6/8462-4 are pressures in mm[Hg]: a unitless component in a BP panel is read
+    as mm[Hg] and counted as a warning; outside a BP panel a missing unit stays a reject."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Patient.ndjson").write_bytes(
+        (FIXTURES / "fhir_corrupt/Patient.000.ndjson").read_bytes()
+    )
+    ucum = {"system": "http://unitsofmeasure.org"}
+    (src / "Observation.ndjson").write_bytes(
+        b"\n".join([
+            _bp_panel("synthea", "55284-4", {"value": 111.5, **ucum}, {"value": 74.8, **ucum}),
+            _bp_panel("loinc", "85354-9", {"value": 130}, {"value": 85, "unit": "mmHg"}),
+            _bp_panel("other", "9279-1", {"value": 130}, {"value": 85}),
+        ]) + b"\n"
+    )  # fmt: skip
+    with caplog.at_level("WARNING"):
+        s = run_ingest("fhir", src, tmp_path / "store")
+    obs = s.by_type["Observation"]
+    assert (obs.read, obs.stored, obs.warnings) == (3, 2, 2)
+    assert dict(obs.rejected) == {"unknown unit: sbp: missing unit": 1}
+    assert "mm[Hg] assumed" in caplog.text and "line 1 (Observation/synthea)" in caplog.text
+    rows = (
+        _con(tmp_path / "store")
+        .execute(
+            "SELECT source, analyte, value, unit, orig_unit FROM events ORDER BY source, analyte"
+        )
+        .fetchall()
+    )
+    assert rows == [
+        ("Observation/loinc", "dbp", 85.0, "mm[Hg]", "mmHg"),
+        ("Observation/loinc", "sbp", 130.0, "mm[Hg]", None),
+        ("Observation/synthea", "dbp", 74.8, "mm[Hg]", None),
+        ("Observation/synthea", "sbp", 111.5, "mm[Hg]", None),
+    ]
+
+
+def test_unknown_patient_rejects_name_file_and_entry(tmp_path: Path) -> None:
+    src = tmp_path / "bundles"
+    src.mkdir()
+    (src / "b.json").write_bytes(
+        _bundle([{"resourceType": "Condition", "id": "c9", "onsetDateTime": "2020-01-01",
+                  "subject": {"reference": "urn:uuid:nobody"},
+                  "code": {"coding": [{"system": "http://snomed.info/sct", "code": "1"}]}}])
+    )  # fmt: skip
+    s = run_ingest("fhir", src, tmp_path / "store")
+    assert s.balanced()
+    assert _rejects(tmp_path / "store") == [
+        {"dataset": "bundles", "record_type": "Condition", "file": "b.json",
+         "locator": "entry 0 (Condition/c9)", "reason": "unknown patient"}
+    ]  # fmt: skip
 
 
 def test_strict_mode_fails_on_first_error(tmp_path: Path) -> None:
@@ -159,7 +227,7 @@ def test_bundle_conditions_medications_and_impossible_dates(tmp_path: Path) -> N
         "entry 2 (Condition/c2)": "verificationStatus refuted",
         "entry 3 (Condition/c3)": "impossible date in onsetDateTime: '2016-02-30'",
         "entry 6 (Observation/o-no-time)": "missing time (effective[x])",
-        "entry 7 (Claim/cl1)": "resource type not ingested",
+        "entry 7 (Claim/cl1)": "unsupported resource type Claim",
     }
     con = _con(tmp_path / "store")
     assert con.execute(
@@ -219,6 +287,14 @@ def test_synthea_sample(shared_data: Path, tmp_path: Path) -> None:
         entries += len(orjson.loads(gzip.open(f).read()).get("entry", []))
     assert s.balanced()
     assert s.read == entries
+    # 343 Synthea BP panels (55284-4) have unitless components: stored as mm[Hg], with warnings
+    obs = s.by_type["Observation"]
+    assert obs.warnings == 343 and obs.rejected_total == 0
+    # unsupported resource types are accounted for, one summary row per type
+    assert s.by_type["Claim"].rejected == {
+        "unsupported resource type Claim": s.by_type["Claim"].read
+    }
+    assert "unsupported resource type ExplanationOfBenefit" in s.table()
     con = _con(tmp_path)
     # creatinine (LOINC 38483-4, mg/dL in Synthea) comes out in umol/L with the kidney factor
     rows = con.execute(

@@ -4,10 +4,12 @@ Resources read (FHIR R4, http://hl7.org/fhir/R4/): Patient, Observation (valueQu
 components such as the blood-pressure panel 85354-9 -> 8480-6 / 8462-4, effective[x],
 referenceRange), Condition, Procedure, MedicationRequest, MedicationStatement,
 MedicationAdministration, Encounter. Every other resource type is counted and rejected with the
-reason "resource type not ingested" so that read = stored + rejected holds.
+reason "unsupported resource type <Type>" so that read = stored + rejected holds.
 
 Parsing uses orjson per line and plain dict access (no per-resource pydantic); ``--strict``
-validates each resource with ``fhir.resources.R4B`` and stops at the first error.
+validates each resource with ``fhir.resources.R4B`` and stops at the first error. Observation
+NDJSON files go through the vectorised fast path of ``ingest/fhir_fast.py`` (not in strict mode),
+which hands every record it cannot decide back to this per-record code.
 """
 
 from __future__ import annotations
@@ -63,6 +65,14 @@ _VITAL_ANALYTES = {"sbp", "dbp", "weight", "lvef"}
 _COND_PREF = (ICD10CM, ICD9CM, SNOMED)
 _MED_PREF = (RXNORM, ATC, SNOMED)
 _OBS_PREF = (LOINC,)
+#: LOINC blood-pressure panels (85354-9 panel, 55284-4 systolic and diastolic, 35094-2 panel) and
+#: their components 8480-6 (systolic) / 8462-4 (diastolic), whose LOINC property is pressure with
+#: example unit mm[Hg]: a component without unit is read as mm[Hg], with a warning.
+BP_PANELS = frozenset({"85354-9", "55284-4", "35094-2"})
+BP_COMPONENTS = frozenset({"8480-6", "8462-4"})
+BP_UNIT_ASSUMED = "blood-pressure component without unit: mm[Hg] assumed (LOINC 8480-6/8462-4)"
+#: extra event columns telling the sink where a row came from (for unknown-patient rejects)
+ORIGIN_COLUMNS = ("origin_file", "origin_locator")
 _VALUE_KEYS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean",
                "valueInteger", "valueRange", "valueRatio", "valueSampledData", "valueTime",
                "valueDateTime", "valuePeriod")  # fmt: skip
@@ -151,7 +161,8 @@ def _analyte_of(cc: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _qty_unit(q: dict[str, Any]) -> str | None:
+def qty_unit(q: dict[str, Any]) -> str | None:
+    """Unit of a Quantity: the UCUM code when the system is UCUM, else ``unit``, else ``code``."""
     if q.get("system") == UCUM and q.get("code"):
         return str(q["code"])
     return q.get("unit") or q.get("code")
@@ -164,6 +175,67 @@ def _concept_text(cc: dict[str, Any] | None) -> str | None:
         if c.get("display") or c.get("code"):
             return c.get("display") or c.get("code")
     return cc.get("text")
+
+
+def _is_bp_panel(cc: Any) -> bool:
+    """True for a LOINC blood-pressure panel code (never raises: only used to read units)."""
+    try:
+        system, code, _, _ = _obs_code(cc)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return system == LOINC and code in BP_PANELS
+
+
+def obs_kind(category: str | None, analyte: str | None) -> str:
+    """Event kind of an Observation row: output (urine volume), vital, lab or observation."""
+    if analyte == "urine_volume":
+        return "output"
+    if category == "vital-signs" or analyte in _VITAL_ANALYTES:
+        return "vital"
+    if category == "laboratory" or analyte:
+        return "lab"
+    return "observation"
+
+
+def obs_category(categories: Any) -> str | None:
+    """The first non-empty coding code over all ``Observation.category`` concepts."""
+    category = None
+    for cat in categories or []:
+        for c in cat.get("coding") or []:
+            category = category or c.get("code")
+    return category
+
+
+def obs_concept(
+    category: str | None, cc: dict[str, Any] | None
+) -> tuple[str | None, str | None, str | None, str | None, str]:
+    """(system, code, display, analyte, kind) of an Observation (or component) code."""
+    system, code, display, analyte = _obs_code(cc)
+    return system, code, display, analyte, obs_kind(category, analyte)
+
+
+def ref_range(
+    analyte: str | None, ranges: Any, unit: str | None
+) -> tuple[float | None, float | None]:
+    """(low, high) of ``referenceRange[0]``, in the analyte's canonical unit when it has one."""
+    if not ranges:
+        return None, None
+    lo, hi = ranges[0].get("low"), ranges[0].get("high")
+    if analyte:
+        return _range_value(analyte, lo, unit), _range_value(analyte, hi, unit)
+    return (
+        float(lo["value"]) if lo and "value" in lo else None,
+        float(hi["value"]) if hi and "value" in hi else None,
+    )
+
+
+def _range_value(analyte: str, q: dict[str, Any] | None, unit: str | None) -> float | None:
+    if not q or q.get("value") is None:
+        return None
+    try:
+        return to_canonical(analyte, float(q["value"]), qty_unit(q) or unit)
+    except UnitError:
+        return None  # an unreadable reference range is dropped; the value itself is kept
 
 
 def _convert(analyte: str, value: float, unit: str | None) -> float:
@@ -182,8 +254,9 @@ def _convert(analyte: str, value: float, unit: str | None) -> float:
 class _Rows:
     """Column lists for one record type, flushed to the sink as Arrow batches."""
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, extra: tuple[str, ...] = ()) -> None:
         self.fields = [f for f in schema if f.name != "dataset"]
+        self.fields += [pa.field(name, pa.string()) for name in extra]
         self.names = [f.name for f in self.fields]
         self.rows: list[tuple[Any, ...]] = []
 
@@ -219,6 +292,9 @@ class FhirReader:
             "Encounter": self._encounter,
         }
         self._validators: dict[str, Any] = {}
+        self._warnings: list[str] = []
+        #: rows of a record type are flushed to the sink once this many are buffered
+        self.batch_rows = BATCH_ROWS
 
     # -- dispatch -------------------------------------------------------------------------
     def resource(self, res: Any, file: str, where: str, fallback_type: str) -> None:
@@ -232,9 +308,10 @@ class FhirReader:
             self.sink.reject(rtype, file, locator, "not a JSON object")
             return
         if rtype not in SUPPORTED:
-            self.sink.reject(rtype, file, locator, "resource type not ingested")
+            self.sink.reject(rtype, file, locator, f"unsupported resource type {rtype}")
             return
         source = f"{rtype}/{rid}" if rid else f"{file}:{where}"
+        self._warnings.clear()
         try:
             if self.strict:
                 self._validate(rtype, res)
@@ -248,12 +325,16 @@ class FhirReader:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             self.sink.reject(rtype, file, locator, f"malformed {rtype}: {type(e).__name__}: {e}")
             return
+        for message in dict.fromkeys(self._warnings):  # once per record and message
+            self.sink.warn(rtype, file, locator, message)
         buf = self.events.get(rtype)
         if buf is None:
-            buf = self.events[rtype] = _Rows(EVENTS_SCHEMA)
+            buf = self.events[rtype] = _Rows(EVENTS_SCHEMA, ORIGIN_COLUMNS)
         for row in rows:
+            row["origin_file"] = file
+            row["origin_locator"] = locator
             buf.add(row)
-        if buf.n >= BATCH_ROWS:
+        if buf.n >= self.batch_rows:
             self.sink.events(buf.table(), rtype)
 
     def flush(self) -> None:
@@ -308,7 +389,7 @@ class FhirReader:
                 "source": source,
             }
         )
-        if self.patients.n >= BATCH_ROWS:
+        if self.patients.n >= self.batch_rows:
             self.sink.patients(self.patients.table(), "Patient")
 
     def _subject(self, res: dict[str, Any]) -> str:
@@ -331,10 +412,7 @@ class FhirReader:
             start, end = None, None
         if start is None:
             raise Reject("missing time (effective[x])")
-        category = None
-        for cat in res.get("category") or []:
-            for c in cat.get("coding") or []:
-                category = category or c.get("code")
+        category = obs_category(res.get("category"))
         base = {"patient_id": pid, "start_time": start, "end_time": end, "source": source,
                 "status": res.get("status")}  # fmt: skip
         ranges = res.get("referenceRange") or []
@@ -343,9 +421,13 @@ class FhirReader:
         rows = []
         if has_value or not components:
             rows.append(self._obs_row(res, base, category, ranges))
+        bp_panel = bool(components) and _is_bp_panel(res.get("code"))
         for comp in components:
             if any(k in comp for k in _VALUE_KEYS):
-                rows.append(self._obs_row(comp, base, category, comp.get("referenceRange") or []))
+                comp_ranges = comp.get("referenceRange") or []
+                rows.append(self._obs_row(comp, base, category, comp_ranges, bp_panel=bp_panel))
+        if not rows:  # components, none with a value: the Observation itself, without value
+            rows.append(self._obs_row(res, base, category, ranges))
         return rows
 
     def _obs_row(
@@ -354,39 +436,31 @@ class FhirReader:
         base: dict[str, Any],
         category: str | None,
         ranges: list[dict[str, Any]],
+        *,
+        bp_panel: bool = False,
     ) -> dict[str, Any]:
-        system, code, display, analyte = _obs_code(el.get("code"))
+        system, code, display, analyte, kind = obs_concept(category, el.get("code"))
         row = dict(base, code_system=system, code=code, display=display, analyte=analyte)
-        if analyte == "urine_volume":
-            row["kind"] = "output"
-        elif category == "vital-signs" or analyte in _VITAL_ANALYTES:
-            row["kind"] = "vital"
-        elif category == "laboratory" or analyte:
-            row["kind"] = "lab"
-        else:
-            row["kind"] = "observation"
+        row["kind"] = kind
         q = el.get("valueQuantity")
         if q is not None:
             v = q.get("value")
-            unit = _qty_unit(q)
+            unit = qty_unit(q)
             row["orig_value"] = None if v is None else str(v)
             row["orig_unit"] = unit
             if v is None:
                 raise Reject("valueQuantity without value")
             value = float(v)
             if analyte:
+                if unit is None and bp_panel and system == LOINC and code in BP_COMPONENTS:
+                    # LOINC 8480-6 / 8462-4 are pressures with unit mm[Hg] by definition
+                    unit = "mm[Hg]"
+                    self._warnings.append(BP_UNIT_ASSUMED)
                 row["value"] = _convert(analyte, value, unit)
                 row["unit"] = canonical_unit(analyte)
-                if ranges:
-                    lo, hi = ranges[0].get("low"), ranges[0].get("high")
-                    row["ref_low"] = self._range_value(analyte, lo, unit)
-                    row["ref_high"] = self._range_value(analyte, hi, unit)
             else:
                 row["value"], row["unit"] = value, unit
-                if ranges:
-                    lo, hi = ranges[0].get("low"), ranges[0].get("high")
-                    row["ref_low"] = float(lo["value"]) if lo and "value" in lo else None
-                    row["ref_high"] = float(hi["value"]) if hi and "value" in hi else None
+            row["ref_low"], row["ref_high"] = ref_range(analyte, ranges, unit)
         elif "valueCodeableConcept" in el:
             row["value_text"] = _concept_text(el["valueCodeableConcept"])
         elif "valueString" in el:
@@ -397,15 +471,6 @@ class FhirReader:
             row["value"] = float(el["valueInteger"])
             row["orig_value"] = str(el["valueInteger"])
         return row
-
-    @staticmethod
-    def _range_value(analyte: str, q: dict[str, Any] | None, unit: str | None) -> float | None:
-        if not q or q.get("value") is None:
-            return None
-        try:
-            return to_canonical(analyte, float(q["value"]), _qty_unit(q) or unit)
-        except UnitError:
-            return None  # an unreadable reference range is dropped; the value itself is kept
 
     def _condition(self, res: dict[str, Any], source: str) -> list[dict[str, Any]]:
         ver = _concept_code(res.get("verificationStatus"))
@@ -480,7 +545,7 @@ class FhirReader:
                 dar = dosage.get("doseAndRate") or []
                 dose = dar[0].get("doseQuantity") if dar else None
             if dose and dose.get("value") is not None:
-                dose_value, dose_unit = float(dose["value"]), _qty_unit(dose)
+                dose_value, dose_unit = float(dose["value"]), qty_unit(dose)
             route = _concept_text(dosage.get("route"))
         return [
             {"patient_id": pid, "kind": "medication", "code_system": system, "code": code,
@@ -588,8 +653,17 @@ def iter_ndjson(path: Path) -> Iterator[tuple[int, Any | None, str | None]]:
                 yield i, None, f"malformed JSON: {e}"
 
 
-def read(source: Path | str, sink: IngestSink, *, strict: bool | None = None) -> None:
-    """Read a Bulk NDJSON folder, a folder of Bundles, or one file, into ``sink``."""
+def read(
+    source: Path | str,
+    sink: IngestSink,
+    *,
+    strict: bool | None = None,
+    fast_path: bool = True,
+) -> None:
+    """Read a Bulk NDJSON folder, a folder of Bundles, or one file, into ``sink``.
+
+    ``fast_path=False`` reads Observation NDJSON record by record too (same result, slower).
+    """
     source = Path(source)
     if strict is None:
         strict = bool(getattr(sink, "strict", False))
@@ -607,6 +681,11 @@ def read(source: Path | str, sink: IngestSink, *, strict: bool | None = None) ->
         raise IngestError(f"{source}: not a FHIR NDJSON/Bundle file or folder")
     for path in tqdm(ndjson, desc="FHIR NDJSON", unit="file", disable=None, leave=False):
         fallback = _type_from_name(path)
+        if fallback == "Observation" and not strict and fast_path:
+            from trialsieve.ingest.fhir_fast import read_observations
+
+            if read_observations(path, reader, sink):
+                continue
         lineno = 0
         try:
             for lineno, obj, err in iter_ndjson(path):

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 import duckdb
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -28,6 +30,9 @@ from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
 log = logging.getLogger(__name__)
 
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: optional event columns a reader may add so that an unknown-patient reject names the file and
+#: the line/entry of its record (not stored in the events table)
+ORIGIN_COLUMNS = ("origin_file", "origin_locator")
 
 
 @dataclass
@@ -99,7 +104,7 @@ def _conform(batch: pa.Table, schema: pa.Schema, dataset: str) -> pa.Table:
     cols = []
     for f in schema:
         if f.name == "dataset":
-            cols.append(pa.array([dataset] * n, pa.string()))
+            cols.append(pa.repeat(pa.scalar(dataset, pa.string()), n))
         elif f.name in batch.column_names:
             col = batch.column(f.name)
             cols.append(col if col.type == f.type else col.cast(f.type))
@@ -146,7 +151,15 @@ class StoreWriter:
 
     def events(self, batch: pa.Table, record_type: str) -> None:
         if batch.num_rows:
-            self._events.append(_conform(batch, EVENTS_SCHEMA, self.dataset))
+            table = _conform(batch, EVENTS_SCHEMA, self.dataset)
+            for name in ORIGIN_COLUMNS:
+                col = batch.column(name) if name in batch.column_names else None
+                if col is None:
+                    col = pa.nulls(batch.num_rows, pa.string())
+                elif col.type != pa.string():
+                    col = col.cast(pa.string())
+                table = table.append_column(name, col)
+            self._events.append(table)
             self._event_types.append(record_type)
 
     def reject(self, record_type: str, file: str, locator: str, reason: str) -> None:
@@ -212,7 +225,7 @@ class StoreWriter:
             )
             self._counts[rt].stored += n
         old = pq.read_table(path) if path.exists() else PATIENTS_SCHEMA.empty_table()
-        new = new.append_column("__i", pa.array(range(new.num_rows), pa.int64()))
+        new = new.append_column("__i", pa.array(np.arange(new.num_rows, dtype=np.int64)))
         con.register("new_p", new)
         con.register("old_p", old)
         merged = con.sql(
@@ -238,74 +251,96 @@ class StoreWriter:
         path = self.store_dir / "events" / f"{self.dataset}.parquet"
         if self._events:
             typed = [
-                t.append_column("record_type", pa.array([rt] * t.num_rows, pa.string()))
+                t.append_column("record_type", pa.repeat(pa.scalar(rt, pa.string()), t.num_rows))
                 for t, rt in zip(self._events, self._event_types, strict=True)
             ]
             new = pa.concat_tables(typed)
         else:
-            new = EVENTS_SCHEMA.empty_table().append_column(
-                "record_type", pa.array([], pa.string())
-            )
-        new = new.append_column("__i", pa.array(range(new.num_rows), pa.int64()))
+            new = EVENTS_SCHEMA.empty_table()
+            for name in (*ORIGIN_COLUMNS, "record_type"):
+                new = new.append_column(name, pa.array([], pa.string()))
+        new = new.append_column("__i", pa.array(np.arange(new.num_rows, dtype=np.int64)))
         con.register("new_e", new)
         con.register("known", self._known_patients)
         # unknown patients -> rejects (one per source record)
         unknown = con.execute(
             """
-            SELECT record_type, source, any_value(patient_id) FROM new_e
+            SELECT record_type, source, any_value(patient_id), arg_min(origin_file, __i),
+              arg_min(origin_locator, __i)
+            FROM new_e
             WHERE patient_id IS NULL OR patient_id NOT IN (SELECT patient_id FROM known)
             GROUP BY record_type, source ORDER BY source
             """
         ).fetchall()
-        for rt, source, pid in unknown:
+        for rt, source, pid, origin_file, origin_locator in unknown:
             file = source.split(":", 1)[0] if source and ":" in source else ""
             reason = "missing patient reference" if pid is None else "unknown patient"
-            self.reject(rt, file, source or "", reason)
+            self.reject(rt, origin_file or file, origin_locator or source or "", reason)
+        # a record = its origin (file + line/entry) when the reader gives it, else its source;
+        # so two records with the same id in one export both count (the later one is kept)
         stored = con.execute(
             """
-            SELECT record_type, count(DISTINCT source) FROM new_e
+            SELECT record_type,
+              count(DISTINCT coalesce(origin_file || ':' || origin_locator, source))
+            FROM new_e
             WHERE patient_id IN (SELECT patient_id FROM known) GROUP BY record_type
             """
         ).fetchall()
         for rt, n in stored:
             self._counts[rt].stored += n
         old = pq.read_table(path) if path.exists() else EVENTS_SCHEMA.empty_table()
-        con.register("old_e", old)
-        merged = con.sql(
+        old = old.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
+        n_new = new.num_rows
+        con.register(
+            "old_e",
+            old.select(["patient_id", "start_time", "event_id"]).append_column(
+                "__i", pa.array(np.arange(n_new, n_new + old.num_rows, dtype=np.int64))
+            ),
+        )
+        # only the sort keys go through DuckDB; the rows are then taken in that order (moving
+        # every column through the dedup and the sort costs several times more)
+        keys = con.sql(
             """
             WITH n0 AS (
-              SELECT * EXCLUDE (record_type, event_id, __i), __i,
+              SELECT __i, patient_id, start_time,
                 coalesce(event_id, md5(concat_ws('|', dataset, source, code_system, code,
                                                   kind)))::VARCHAR AS event_id
               FROM new_e WHERE patient_id IN (SELECT patient_id FROM known)
             ), n AS (
-              SELECT * EXCLUDE (__i) FROM n0
+              SELECT * FROM n0
               QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY __i DESC) = 1
             )
-            SELECT * FROM old_e WHERE event_id NOT IN (SELECT event_id FROM n)
-            UNION ALL BY NAME SELECT * FROM n
+            SELECT __i, event_id FROM (
+              SELECT __i, patient_id, start_time, event_id FROM old_e
+              WHERE event_id NOT IN (SELECT event_id FROM n)
+              UNION ALL SELECT __i, patient_id, start_time, event_id FROM n)
             ORDER BY patient_id, start_time, event_id
             """
         ).to_arrow_table()
-        merged = merged.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA)
+        rows = pa.concat_tables([new.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA), old])
+        merged = rows.take(keys.column("__i"))
+        merged = merged.set_column(
+            EVENTS_SCHEMA.get_field_index("event_id"), "event_id", keys.column("event_id")
+        )
         _atomic_write_parquet(merged, path)
         return merged.num_rows
 
     def _write_rejects(self) -> None:
         """rejects.jsonl keeps the last run's rejects of every dataset (this one's replaced)."""
         path = self.store_dir / "rejects.jsonl"
-        kept: list[str] = []
+        kept: list[bytes] = []
         if path.exists():
-            with path.open(encoding="utf-8") as f:
+            with path.open("rb") as f:
                 for line in f:
-                    if line.strip() and json.loads(line).get("dataset") != self.dataset:
-                        kept.append(line.rstrip("\n"))
+                    if line.strip() and orjson.loads(line).get("dataset") != self.dataset:
+                        kept.append(line.rstrip(b"\n"))
         tmp = path.with_suffix(".jsonl.tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        # orjson: ~60k rejects (e.g. Synthea's unsupported resource types) in a few ms
+        with tmp.open("wb") as f:
             for line in kept:
-                f.write(line + "\n")
+                f.write(line + b"\n")
             for r in self._rejects:
-                f.write(json.dumps({"dataset": self.dataset, **r}, ensure_ascii=False) + "\n")
+                f.write(orjson.dumps({"dataset": self.dataset, **r}) + b"\n")
         os.replace(tmp, path)
 
     def _write_manifest(self, summary: IngestSummary) -> None:
