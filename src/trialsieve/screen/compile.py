@@ -41,6 +41,10 @@ from trialsieve.screen.sql import (
     parse_window,
 )
 
+#: eGFR is rounded to this many decimals before comparing and reporting, so that the last-bit
+#: differences of POWER between engines cannot flip a verdict or change the evidence
+EGFR_DECIMALS = 6
+
 #: evidence items kept per node (most recent first)
 MAX_EVIDENCE = 10
 
@@ -379,7 +383,7 @@ class Compiler:
             return self._egfr_baseline(body, equation, op, value, rule_text)
         w = parse_window(body.get("window", "ever"))
         age = age_years_sql("p.birth_date", "e.start_time")
-        egfr = egfr_sql(equation, "e.value", age, "p.sex = 'female'")
+        egfr = _rounded_egfr(equation, "e.value", age)
         note = (
             f"'eGFR {equation} from creatinine ' || {fmt_num('e.value')} || ' umol/L, age ' "
             f"|| CAST({age} AS VARCHAR) || ', ' || p.sex"
@@ -416,7 +420,7 @@ class Compiler:
         w = parse_window(body.get("window", {"days": self.settings.get("aki_lookback_days", 7)}))
         stages = self.kidney.stages(baseline)
         age = age_years_sql("p.birth_date", "s.t")
-        egfr = egfr_sql(equation, "s.baseline_umol_l", age, "p.sex = 'female'")
+        egfr = _rounded_egfr(equation, "s.baseline_umol_l", age)
         note = (
             f"'pre-AKI eGFR {equation} of baseline creatinine ' || {fmt_num('s.baseline_umol_l')}"
             f" || ' umol/L (' || s.baseline_source || ', strategy {baseline})'"
@@ -494,6 +498,14 @@ class Compiler:
         return self._table(
             f"SELECT patient_id, v, concat_ws('; ', {reasons}) AS reason, {ev} AS ev FROM ({inner})"
         )
+
+
+def _rounded_egfr(equation: str, creatinine: str, age: str) -> str:
+    """eGFR SQL (kidney.egfr) rounded to EGFR_DECIMALS, for patients of ``pop`` aliased p."""
+    return f"ROUND({egfr_sql(equation, creatinine, age, FEMALE)}, {EGFR_DECIMALS})"
+
+
+FEMALE = "p.sex = 'female'"
 
 
 def _q(text: str) -> str:
