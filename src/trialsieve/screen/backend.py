@@ -41,6 +41,9 @@ class Backend(Protocol):
     def arrow(self, sql: str) -> pa.Table:
         """Run a query and return its whole result as an Arrow table."""
 
+    def write_jsonl(self, sql: str, out: Path) -> int:
+        """Write the query's rows as newline-delimited JSON, in order; return the count."""
+
 
 class DuckDBBackend:
     """The embedded default."""
@@ -69,6 +72,11 @@ class DuckDBBackend:
 
     def arrow(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
+
+    def write_jsonl(self, sql: str, out: Path) -> int:
+        path = str(out).replace("'", "''")
+        self.con.execute(f"COPY ({sql}) TO '{path}' (FORMAT JSON)")
+        return int(self.con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0])
 
 
 class SparkBackend:
@@ -117,6 +125,17 @@ class SparkBackend:
 
     def arrow(self, sql: str) -> pa.Table:
         return self.spark.sql(self.to_spark_sql(sql)).toArrow()
+
+    def write_jsonl(self, sql: str, out: Path) -> int:
+        import orjson
+
+        n = 0
+        with Path(out).open("wb") as f:
+            for batch in self.batches(sql, 50_000):
+                for rec in batch.to_pylist():
+                    f.write(orjson.dumps(rec) + b"\n")
+                    n += 1
+        return n
 
 
 def spark_session(master: str | None = None) -> Any:

@@ -16,7 +16,6 @@ is explained.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,33 +51,16 @@ class ScreenRun:
     @property
     def records(self) -> list[dict[str, Any]]:
         """All results as Python dicts (the results.jsonl objects)."""
-        return [_clean(r) for r in self.table().to_pylist()]
+        return self.table().to_pylist()
 
     def iter_records(self, batch_rows: int = 50_000) -> Iterator[dict[str, Any]]:
         """Stream results without holding them all in memory."""
         for batch in self.backend.batches(self.results_sql(), batch_rows):
-            for r in batch.to_pylist():
-                yield _clean(r)
+            yield from batch.to_pylist()
 
     def write_jsonl(self, out: Path) -> int:
         """Write results.jsonl (one JSON object per patient and trial); return the row count."""
-        n = 0
-        with Path(out).open("w", encoding="utf-8") as f:
-            for rec in self.iter_records():
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                n += 1
-        return n
-
-
-def _clean(rec: dict[str, Any]) -> dict[str, Any]:
-    """Drop empty optional fields (``manual`` on automatic criteria, ``note`` on evidence)."""
-    for c in rec["criteria"]:
-        if c.get("manual") is None:
-            c.pop("manual", None)
-        for e in c["evidence"]:
-            if e.get("note") is None:
-                e.pop("note", None)
-    return rec
+        return self.backend.write_jsonl(self.results_sql(), Path(out))
 
 
 def _criterion_sql(comp: Compiler, crit: Any) -> str:
