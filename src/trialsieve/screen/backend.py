@@ -8,6 +8,7 @@ a SparkSession reading the same Parquet store, with the session time zone pinned
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,14 +152,14 @@ def spark_session(master: str | None = None) -> Any:
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.sql.shuffle.partitions", os.environ.get("TRIALSIEVE_SPARK_PARTITIONS", "4"))
+        .config("spark.driver.memory", os.environ.get("TRIALSIEVE_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.driver.maxResultSize", "0")
         .getOrCreate()
     )
 
 
 def _configured_master() -> bool:
-    import os
-
     return bool(os.environ.get("MASTER") or os.environ.get("SPARK_MASTER"))
 
 
@@ -246,4 +247,3 @@ def run_on_spark(
             con.execute(
                 f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM read_parquet('{out}/*.parquet')"
             )
-

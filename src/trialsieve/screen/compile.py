@@ -78,13 +78,15 @@ class Compiler:
         as_of: dt.datetime,
         concept_sets: Mapping[str, Any],
         settings: Mapping[str, Any] | None = None,
+        kidney: kidney_tables.KidneyTables | None = None,
     ) -> None:
         self.backend = backend
         self.as_of = as_of
         self.T = lit(as_of)
         self.concept_sets = concept_sets
         self.settings = dict(settings or {})
-        self.kidney = kidney_tables.KidneyTables(backend, as_of)
+        #: shared between the protocols of one run: creatinine is staged once per strategy
+        self.kidney = kidney or kidney_tables.KidneyTables(backend, as_of)
 
     # -- plumbing ---------------------------------------------------------------------------
     def _table(self, select_sql: str) -> str:

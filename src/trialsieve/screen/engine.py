@@ -26,6 +26,7 @@ import pyarrow as pa
 from trialsieve.screen.backend import Backend, DuckDBBackend
 from trialsieve.screen.compile import Compiler
 from trialsieve.screen.funnel import compute_funnels
+from trialsieve.screen.kidney_tables import KidneyTables
 from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
 
 STATUS_ORDER = ("potentially_eligible", "needs_data", "ineligible")
@@ -105,8 +106,10 @@ def screen_store(
     )
     meta_rows: list[tuple[str, int, str, str, str, str | None]] = []
     parts: list[str] = []
+    kidney = KidneyTables(backend, as_of)
     for proto in protocols:
-        comp = Compiler(backend, as_of, proto.concept_sets, getattr(proto, "settings", None))
+        settings = getattr(proto, "settings", None)
+        comp = Compiler(backend, as_of, proto.concept_sets, settings, kidney)
         for idx, crit in enumerate(proto.criteria):
             meta_rows.append((proto.id, idx, crit.id, crit.kind, crit.text, crit.manual))
             sql = _criterion_sql(comp, crit)
