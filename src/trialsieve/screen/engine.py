@@ -29,7 +29,6 @@ from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
 from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
 
-STATUS_ORDER = ("potentially_eligible", "needs_data", "ineligible")
 
 
 @dataclass
@@ -64,11 +63,11 @@ class ScreenRun:
         return self.backend.write_jsonl(self.results_sql(), Path(out))
 
 
-def _criterion_sql(comp: Compiler, crit: Any) -> str:
-    """SELECT patient_id, v, reason, ev for one criterion."""
+def _criterion_table(comp: Compiler, crit: Any) -> str:
+    """The verdict table (patient_id, v, reason, ev) of one criterion."""
     if crit.rule is not None:
-        t = comp.node(crit.rule)
-        return f"SELECT patient_id, v, reason, ev FROM {t}"
+        return comp.node(crit.rule)
+    # manual: the coordinator decides; coded facts that help are attached as evidence
     evidence_tables = [comp.node(r) for r in (crit.evidence or [])]
     ev = f"{EMPTY_EV}"
     joins = ""
@@ -76,7 +75,44 @@ def _criterion_sql(comp: Compiler, crit: Any) -> str:
         joins += f" JOIN {t} x{i} ON x{i}.patient_id = p.patient_id"
         ev = f"list_concat({ev}, CASE WHEN x{i}.v = {MET} THEN x{i}.ev ELSE {EMPTY_EV} END)"
     reason = lit(f"manual check: {crit.manual}")
-    return f"SELECT p.patient_id, {MANUAL} AS v, {reason} AS reason, {ev} AS ev FROM pop p{joins}"
+    return comp._table(
+        f"SELECT p.patient_id, {MANUAL} AS v, {reason} AS reason, {ev} AS ev FROM pop p{joins}"
+    )
+
+
+def _results_sql(proto: Any, tables: list[str]) -> str:
+    """One row per patient for ``proto``: status and the criteria list in protocol order.
+
+    A join of the criterion tables (one row per patient each) and a projection: criterion ids
+    and texts are constants of the query, not aggregated per patient.
+    """
+    failing, unknown, items = [], [], []
+    for i, crit in enumerate(proto.criteria):
+        v = f"c{i}.v"
+        failing.append(f"{v} = {NOT_MET}" if crit.kind == "inclusion" else f"{v} = {MET}")
+        unknown.append(f"{v} = {UNKNOWN}")
+        verdict = (
+            f"CASE {v} WHEN {MET} THEN 'met' WHEN {NOT_MET} THEN 'not_met' "
+            f"WHEN {UNKNOWN} THEN 'unknown' ELSE 'manual' END"
+        )
+        manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
+        items.append(
+            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, 'verdict': {verdict}, "
+            f"'text': {lit(crit.text)}, 'reason': c{i}.reason, 'evidence': c{i}.ev, "
+            f"'manual': {manual}}}"
+        )
+    joins = " ".join(
+        f"JOIN {t} c{i} ON c{i}.patient_id = p.patient_id" for i, t in enumerate(tables)
+    )
+    status = (
+        f"CASE WHEN {' OR '.join(failing) or 'FALSE'} THEN 'ineligible' "
+        f"WHEN {' OR '.join(unknown) or 'FALSE'} THEN 'needs_data' "
+        "ELSE 'potentially_eligible' END"
+    )
+    return (
+        f"SELECT p.patient_id, {lit(proto.id)} AS trial_id, {status} AS status, "
+        f"[{', '.join(items)}] AS criteria FROM pop p {joins}"
+    )
 
 
 def screen_store(
@@ -104,54 +140,30 @@ def screen_store(
         "SELECT patient_id, birth_date, sex, source FROM patients "
         f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}){only}",
     )
-    meta_rows: list[tuple[str, int, str, str, str, str | None]] = []
-    parts: list[str] = []
+    verdict_parts: list[str] = []
+    result_tables: list[str] = []
     kidney = KidneyTables(backend, as_of)
-    for proto in protocols:
+    for t_idx, proto in enumerate(protocols):
         settings = getattr(proto, "settings", None)
         comp = Compiler(backend, as_of, proto.concept_sets, settings, kidney)
-        for idx, crit in enumerate(proto.criteria):
-            meta_rows.append((proto.id, idx, crit.id, crit.kind, crit.text, crit.manual))
-            sql = _criterion_sql(comp, crit)
-            parts.append(f"SELECT {lit(proto.id)} AS trial_id, {idx} AS idx, * FROM ({sql})")
-    meta = pa.table(
-        {
-            "trial_id": [m[0] for m in meta_rows],
-            "idx": pa.array([m[1] for m in meta_rows], pa.int32()),
-            "crit_id": [m[2] for m in meta_rows],
-            "kind": [m[3] for m in meta_rows],
-            "text": [m[4] for m in meta_rows],
-            "manual": pa.array([m[5] for m in meta_rows], pa.string()),
-        }
-    )
-    backend.register("__meta", meta)
-    union = (
-        " UNION ALL ".join(parts)
-        if parts
-        else (
-            f"SELECT NULL::VARCHAR trial_id, 0 idx, NULL::VARCHAR patient_id, 0 v, "
-            f"NULL::VARCHAR reason, {EMPTY_EV} ev WHERE FALSE"
-        )
-    )
-    backend.create("__verdicts", union)
-    verdict = (
-        f"CASE v.v WHEN {MET} THEN 'met' WHEN {NOT_MET} THEN 'not_met' "
-        f"WHEN {UNKNOWN} THEN 'unknown' ELSE 'manual' END"
-    )
-    failing = (
-        f"(m.kind = 'inclusion' AND v.v = {NOT_MET}) OR (m.kind = 'exclusion' AND v.v = {MET})"
+        tables = [_criterion_table(comp, crit) for crit in proto.criteria]
+        verdict_parts += [
+            f"SELECT {lit(proto.id)} AS trial_id, {idx} AS idx, patient_id, v FROM {t}"
+            for idx, t in enumerate(tables)
+        ]
+        name = f"__results_{t_idx}"
+        backend.create(name, _results_sql(proto, tables))
+        result_tables.append(name)
+    backend.create(
+        "__verdicts",
+        " UNION ALL ".join(verdict_parts)
+        or "SELECT NULL AS trial_id, 0 AS idx, NULL AS patient_id, 0 AS v WHERE FALSE",
     )
     backend.create(
         "__results",
-        f"""SELECT v.patient_id, v.trial_id,
-            CASE WHEN bool_or({failing}) THEN 'ineligible'
-                 WHEN bool_or(v.v = {UNKNOWN}) THEN 'needs_data'
-                 ELSE 'potentially_eligible' END AS status,
-            list({{'id': m.crit_id, 'kind': m.kind, 'verdict': {verdict}, 'text': m.text,
-                   'reason': v.reason, 'evidence': v.ev, 'manual': m.manual}}
-                 ORDER BY v.idx) AS criteria
-        FROM __verdicts v JOIN __meta m ON m.trial_id = v.trial_id AND m.idx = v.idx
-        GROUP BY v.patient_id, v.trial_id""",
+        " UNION ALL ".join(f"SELECT * FROM {t}" for t in result_tables)
+        or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria "
+        "WHERE FALSE",
     )
     run = ScreenRun(as_of=as_of, protocols=list(protocols), backend=backend)
     run.funnels = compute_funnels(backend, protocols)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
+
 from trialsieve.screen.backend import Backend
 from trialsieve.screen.sql import MANUAL, MET, NOT_MET, UNKNOWN
 
@@ -18,6 +20,17 @@ from trialsieve.screen.sql import MANUAL, MET, NOT_MET, UNKNOWN
 def compute_funnels(backend: Backend, protocols: Sequence[Any]) -> dict[str, dict]:
     """Funnels from the engine's ``__verdicts``/``__meta``/``__results`` tables."""
     n_pop = int(backend.rows("SELECT count(*) FROM pop")[0][0])
+    kinds = [(p.id, i, c.kind) for p in protocols for i, c in enumerate(p.criteria)]
+    backend.register(
+        "__kinds",
+        pa.table(
+            {
+                "trial_id": [k[0] for k in kinds],
+                "idx": pa.array([k[1] for k in kinds], pa.int32()),
+                "kind": [k[2] for k in kinds],
+            }
+        ),
+    )
     first_fail = dict(
         ((t, i), n)
         for t, i, n in backend.rows(
@@ -25,7 +38,7 @@ def compute_funnels(backend: Backend, protocols: Sequence[Any]) -> dict[str, dic
                 SELECT v.trial_id, v.patient_id, min(v.idx) FILTER (WHERE
                     (m.kind = 'inclusion' AND v.v = {NOT_MET})
                     OR (m.kind = 'exclusion' AND v.v = {MET})) AS first
-                FROM __verdicts v JOIN __meta m ON m.trial_id = v.trial_id AND m.idx = v.idx
+                FROM __verdicts v JOIN __kinds m ON m.trial_id = v.trial_id AND m.idx = v.idx
                 GROUP BY v.trial_id, v.patient_id)
             WHERE first IS NOT NULL GROUP BY trial_id, first"""
         )

@@ -1,0 +1,117 @@
+"""Population screening benchmark (issue 5, benchmarks 2-4).
+
+For each population size: a synthetic store (``trialsieve synth``, generated once into .bench/),
+then, each as its own process so that wall time and peak memory are the process's own:
+
+- the floor: a plain DuckDB scan of the Parquet columns screening reads;
+- ``trialsieve screen`` of all four trials, results.jsonl written;
+
+and prints wall time, peak RSS, time per patient and the ratio screen / floor (target <= 5x; 1M
+patients <= 60 s and <= 8 GB on 2 cores; time per patient flat from 10k to 1M). With
+``--explain K`` it also times single-patient explanations (the same rules on a one-patient
+population) for K patients of the largest store and prints p50/p95 (target p95 <= 50 ms).
+
+    .venv/bin/python bench/screen.py --sizes 10000,100000 [--seed 1] [--explain 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / ".venv" / "bin"
+WORK = REPO / ".bench" / "screen"
+AS_OF = "2026-06-01T08:00:00"
+
+FLOOR = """
+import duckdb, sys
+con = duckdb.connect()
+store = sys.argv[1]
+print(con.execute(f'''SELECT count(*), count(DISTINCT patient_id), min(kind), max(analyte),
+    max(code_system), max(code), min(start_time), max(end_time), sum(value), max(ref_high),
+    max(source), max(display) FROM read_parquet('{store}/events/*.parquet')''').fetchall())
+"""
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    """Run ``cmd``; return (wall seconds, peak RSS GiB) of that process alone."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return wall, usage.ru_maxrss / 1024 / 1024
+
+
+def store_for(n: int, seed: int) -> Path:
+    store = WORK / f"synth-{n}-s{seed}"
+    if not (store / "patients.parquet").exists():
+        t = time.perf_counter()
+        subprocess.run(
+            [str(BIN / "trialsieve"), "synth", "--patients", str(n), "--seed", str(seed),
+             "--out", str(store), "--jobs", "2"],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        print(f"  generated {n:,} patients in {time.perf_counter() - t:.1f} s (not timed below)")
+    return store
+
+
+def explain_latency(store: Path, k: int, seed: int) -> None:
+    import datetime as dt
+
+    import duckdb
+
+    from trialsieve.protocols.loader import load_bundled
+    from trialsieve.screen.engine import screen_store
+
+    protocols = load_bundled()
+    ids = [r[0] for r in duckdb.sql(
+        f"SELECT patient_id FROM read_parquet('{store}/patients.parquet')").fetchall()]  # fmt: skip
+    rng = random.Random(seed)
+    times = []
+    for pid in rng.sample(ids, min(k, len(ids))):
+        t = time.perf_counter()
+        run = screen_store(store, protocols, dt.datetime.fromisoformat(AS_OF), patient_ids=[pid])
+        assert len(run.records) == len(protocols)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.95))]
+    print(f"explain {len(times)} patients of {store.name}: p50 {p50 * 1000:.0f} ms, "
+          f"p95 {p95 * 1000:.0f} ms (target p95 <= 50 ms)")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--explain", type=int, default=0, help="time K single-patient explanations")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    print(f"{'patients':>10} {'floor s':>8} {'screen s':>9} {'peak GiB':>8} {'us/patient':>10} "
+          f"{'ratio':>6}")  # fmt: skip
+    largest = None
+    for n in (int(x) for x in args.sizes.split(",")):
+        store = store_for(n, args.seed)
+        floor, _ = measure([sys.executable, "-c", FLOOR, str(store)])
+        out = WORK / f"results-{n}.jsonl"
+        wall, peak = measure(
+            [str(BIN / "trialsieve"), "screen", "--store", str(store), "--as-of", AS_OF,
+             "--out", str(out)]
+        )  # fmt: skip
+        print(f"{n:>10,} {floor:>8.1f} {wall:>9.1f} {peak:>8.2f} {wall / n * 1e6:>10.0f} "
+              f"{wall / floor:>6.1f}", flush=True)  # fmt: skip
+        out.unlink()
+        largest = store
+    if args.explain and largest is not None:
+        explain_latency(largest, args.explain, args.seed)
+
+
+if __name__ == "__main__":
+    main()
