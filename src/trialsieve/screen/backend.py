@@ -52,7 +52,12 @@ class DuckDBBackend:
     name = "duckdb"
 
     def __init__(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
-        self.con = con or duckdb.connect()
+        if con is None:
+            con = duckdb.connect()
+            # bounded memory: intermediate tables spill to disk beyond the limit
+            con.execute(f"SET memory_limit = '{os.environ.get('TRIALSIEVE_MEMORY_LIMIT', '6GB')}'")
+            con.execute("SET preserve_insertion_order = false")
+        self.con = con
 
     def open_store(self, store_dir: Path) -> None:
         open_store(store_dir, self.con)
