@@ -30,7 +30,6 @@ from trialsieve.screen.kidney_tables import KidneyTables
 from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
 
 
-
 @dataclass
 class ScreenRun:
     """The outcome of one screening run; records are materialised on demand."""
