@@ -150,7 +150,7 @@ def test_egfr_rule_matches_the_equation(make_store: MakeStore) -> None:
     got = one(make_store, rule, [lab("p", "creatinine", scr, "umol/L", days_ago=3)])
     age = 56  # born 1970-03-15, creatinine on 2026-05-29
     expected = egfr("ckd-epi-2021", scr / 88.4, age, True)
-    assert got["evidence"][0]["value"] == round(float(expected), 6)
+    assert got["evidence"][0]["value"] == round(float(expected), 2)
     assert got["verdict"] == "met"
     assert one(make_store, rule, [])["verdict"] == "unknown"
 
@@ -203,6 +203,7 @@ def test_status_funnel_and_single_patient_explanation(make_store: MakeStore) -> 
     pats = [person("old", dt.date(1940, 1, 1)), person("cancer", BORN), person("nodata", BORN),
             person("ok", BORN), person("dead", BORN)]  # fmt: skip
     pats[-1]["deceased_date"] = dt.datetime(2026, 1, 1)
+    pats.append(person("unborn", dt.date(2026, 7, 1)))  # born after the screening instant
     events = [
         lab("old", "hba1c", 7.0, "%"), lab("cancer", "hba1c", 7.0, "%"),
         cond("cancer", ICD10, "C18.7", days_ago=100), lab("ok", "hba1c", 9.0, "%"),

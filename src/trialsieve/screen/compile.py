@@ -41,9 +41,10 @@ from trialsieve.screen.sql import (
     parse_window,
 )
 
-#: eGFR is rounded to this many decimals before comparing and reporting, so that the last-bit
-#: differences of POWER between engines cannot flip a verdict or change the evidence
-EGFR_DECIMALS = 6
+#: eGFR is rounded to this many decimals before it is compared and reported: the verdict is
+#: decided on the number the coordinator reads in the reason (19.996 shows as 20.00 and meets
+#: ">= 20"), and last-bit differences of POWER between engines cannot flip a verdict
+EGFR_DECIMALS = 2
 
 #: evidence items kept per node (most recent first)
 MAX_EVIDENCE = 10

@@ -125,7 +125,7 @@ def screen_store(
     """Screen every patient of the store (or ``patient_ids``) against ``protocols`` at ``as_of``.
 
     ``as_of`` is UTC (a naive datetime is taken as UTC); every window ends at it and no data
-    after it is used. Patients who died before ``as_of`` are not screened.
+    after it is used. Patients who died before ``as_of`` or were born after it are not screened.
     """
     if as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.UTC).replace(tzinfo=None)
@@ -137,7 +137,8 @@ def screen_store(
     backend.create(
         "pop",
         "SELECT patient_id, birth_date, sex, source FROM patients "
-        f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}){only}",
+        f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}) "
+        f"AND (birth_date IS NULL OR birth_date <= CAST({lit(as_of)} AS DATE)){only}",
     )
     verdict_parts: list[str] = []
     result_tables: list[str] = []

@@ -118,8 +118,9 @@ def event_evidence(alias: str = "e", note: str = "NULL") -> str:
 
 
 def fmt_num(expr: str) -> str:
-    """SQL: a number as text, rounded to 2 decimals (same text on DuckDB and Spark)."""
-    return f"CAST(ROUND(CAST({expr} AS DOUBLE), 2) AS VARCHAR)"
+    """SQL: a number as text with exactly 2 decimals (the same text on DuckDB and Spark; a
+    DOUBLE cast to text differs between engines, e.g. 1.4917301E7 on Spark)."""
+    return f"CAST(CAST(ROUND(CAST({expr} AS DOUBLE), 2) AS DECIMAL(38, 2)) AS VARCHAR)"
 
 
 def ev_list(ev: str, time: str) -> str:
