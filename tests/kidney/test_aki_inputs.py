@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from trialsieve.kidney.aki_inputs import (
     REJECTS_TABLE,
@@ -165,3 +167,137 @@ def test_weights_rrt_patients(tmp_path: Path) -> None:
     assert "unknown sex: x (use male/female)" in reasons
     assert "duplicate patient_id (first at line 2)" in reasons
     assert "unparseable birth_date: soon" in reasons
+
+
+# --- the three ways of reading a file give the same tables and rejects ---------------------
+
+HEADERS = {
+    "creatinine": "patient_id,time,value,unit",
+    "urine": "patient_id,start,end,volume_ml",
+    "weights": "patient_id,time,weight_kg",
+    "rrt": "patient_id,start,end",
+    "patients": "patient_id,birth_date,sex",
+}
+LOADERS = {
+    "creatinine": (load_creatinine, "creat"),
+    "urine": (load_urine, "urine"),
+    "weights": (load_weights, "weights"),
+    "rrt": (load_rrt, "rrt"),
+    "patients": (load_patients, "patients"),
+}
+FIELDS = [
+    "a", " b ", "", "  ", "2024-01-01T10:00", "2024-01-01T12:00:00+02:00", "2024-01-02 08:00Z",
+    "2024-01-01", "1.2", "80", "-3", "nan", "mg/dL", "umol/L", "µmol/L", "m", "F", "x",
+]  # fmt: skip
+
+
+def load_by(
+    way: str, kind: str, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[object, list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Load ``path`` forcing one way: 'auto', 'lines' (no read_csv) or 'csv' (Python csv and
+    TRIM always: the reference)."""
+    from trialsieve.kidney import aki_inputs
+
+    loader, table = LOADERS[kind]
+    with monkeypatch.context() as m:
+        if way == "csv":
+            m.setattr(aki_inputs, "_plain_lines", lambda data, path: False)
+            m.setattr(aki_inputs, "_needs_trim", lambda data: True)
+        elif way == "lines":
+            m.setattr(aki_inputs, "_no_blank_lines", lambda data: False)
+        con = connect()
+        load = loader(con, path)
+    rows = con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+    rej = con.execute(f"SELECT file, line, reason FROM {REJECTS_TABLE} ORDER BY line").fetchall()
+    con.close()
+    return load, rows, rej
+
+
+def assert_same_three_ways(kind: str, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = load_by("csv", kind, path, monkeypatch)
+    assert load_by("lines", kind, path, monkeypatch) == ref
+    assert load_by("auto", kind, path, monkeypatch) == ref
+
+
+@pytest.mark.parametrize("kind", sorted(HEADERS))
+@pytest.mark.parametrize(
+    "body",
+    [
+        "a,2024-01-01T10:00,1.2,mg/dL\nb,2024-01-01,80,umol/L\n",  # clean: read_csv
+        "a,2024-01-01T10:00,1.2,mg/dL\r\nb,x,80,umol/L\r\n",  # CRLF
+        "a,2024-01-01T10:00,1.2,mg/dL\n\nb,x,80\n  \nc,,,\n",  # blank lines, ragged
+        "a,2024-01-01T10:00,1.2,mg/dL,extra\nb,2024-01-01T10:00,1.2,mg/dL",  # too many, no EOL
+        '"a\nb",2024-01-01T10:00,1,bad\nc,bad,1,mg/dL\n',  # quoted newline: csv
+    ],
+)
+def test_three_ways_agree_on_examples(
+    kind: str, body: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "f.csv", HEADERS[kind] + "\n" + body)
+    assert_same_three_ways(kind, path, monkeypatch)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(sorted(HEADERS)),
+    ragged=st.booleans(),
+    eol=st.sampled_from(["\n", "\r\n"]),
+    final_eol=st.booleans(),
+    data=st.data(),
+)
+def test_three_ways_agree_on_generated_files(
+    kind: str,
+    ragged: bool,
+    eol: str,
+    final_eol: bool,
+    data: st.DataObject,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Files with exactly the header's field count (DuckDB read_csv) or ragged/blank lines."""
+    n = HEADERS[kind].count(",") + 1
+    sizes = (1, n + 1) if ragged else (n, n)
+    line = st.lists(st.sampled_from(FIELDS), min_size=sizes[0], max_size=sizes[1]).map(",".join)
+    lines = data.draw(st.lists(line, max_size=8))
+    text = eol.join([HEADERS[kind], *lines]) + (eol if final_eol else "")
+    path = tmp_path / "g.csv"
+    path.write_bytes(text.encode("utf-8"))
+    assert_same_three_ways(kind, path, monkeypatch)
+
+
+def test_which_way_a_file_is_read() -> None:
+    from trialsieve.kidney.aki_inputs import _needs_trim, _no_blank_lines, _plain_lines
+
+    p = Path("c.csv")
+    assert _plain_lines(b"h,i\na,b\r\n", p)
+    assert not _plain_lines(b'h,i\n"a",b\n', p)  # quotes: Python csv
+    assert not _plain_lines(b"h,i\na,b\rc,d\n", p)  # lone CR ends a line for csv
+    assert not _plain_lines(b"h,i\na,b\n", Path("c*.csv"))  # a DuckDB glob
+    assert _no_blank_lines(b"h,i\na,b\nc,d")
+    assert not _no_blank_lines(b"h,i\na,b\n\nc,d\n")  # read_csv would skip it
+    assert not _no_blank_lines(b"h,i\r\n\r\na,b\r\n")
+    assert not _no_blank_lines(b"h,i\na,b\r\nc,d\n")  # mixed line ends
+    assert not _needs_trim(b"h,i\na,b\n")
+    assert _needs_trim(b"h,i\na ,b\n")
+    assert _needs_trim("h,i\na\u3000,b\n".encode())  # DuckDB's TRIM strips U+3000
+
+
+def test_long_clean_file_keeps_line_numbers(tmp_path: Path) -> None:
+    """Many DuckDB vectors: every reject keeps its own line (row order is file order)."""
+    bad = {2 + i for i in range(5, 60_000, 997)}
+    rows = [
+        f"p{i % 300},2024-01-01T10:00:00Z,{-i if i + 2 in bad else 80 + i % 50},umol/L"
+        for i in range(60_000)
+    ]
+    path = write(tmp_path, "c.csv", "patient_id,time,value,unit\n" + "\n".join(rows) + "\n")
+    con = connect()
+    load = load_creatinine(con, path)
+    assert (load.read, load.rejected) == (60_000, len(bad))
+    assert rejects(con) == [(n, f"negative creatinine: -{n - 2}") for n in sorted(bad)]
+    mismatched = con.execute(
+        "SELECT COUNT(*) FROM creat WHERE scr <> 80 + (rid - 2) % 50 "
+        "OR patient_id <> 'p' || CAST((rid - 2) % 300 AS VARCHAR)"
+    ).fetchone()
+    assert mismatched == (0,)

@@ -141,21 +141,37 @@ def creatinine_stages_sql(
     MIN(scr) OVER {w365} AS low1y,
     ARG_MIN(t, scr) OVER {w365} AS low1y_time"""
 
+    w_cols = f"""rid, patient_id, t, scr, ts,
+    MIN(scr) OVER {w48} AS min48,
+    ARG_MIN(t, scr) OVER {w48} AS min48_time,
+    MIN(scr) OVER {w7} AS min7,
+    ARG_MIN(t, scr) OVER {w7} AS min7_time"""
     ctes = [
         f"""c AS (
   SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,
     CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts
   FROM {creat}
 )""",
+        # patients whose results span more than 7 days (or with a NULL time or id): only
+        # they can have a result in [t - 365 d, t - 7 d), so only they need the windowed MEDIAN
+        # (read from the input, not from c, so that c stays an inlined CTE)
+        f"""lp AS (
+  SELECT patient_id FROM {creat} GROUP BY patient_id
+  HAVING CAST(FLOOR(EPOCH(MAX(t))) AS BIGINT) - CAST(FLOOR(EPOCH(MIN(t))) AS BIGINT) > {W7D_S}
+    OR COUNT(t) < COUNT(*)
+)""",
+        """cl AS (
+  SELECT c.*, (c.patient_id IS NULL OR lp.patient_id IS NOT NULL) AS long_span
+  FROM c LEFT JOIN lp ON lp.patient_id = c.patient_id
+)""",
         f"""w AS (
-  SELECT rid, patient_id, t, scr, ts,
-    MIN(scr) OVER {w48} AS min48,
-    ARG_MIN(t, scr) OVER {w48} AS min48_time,
-    MIN(scr) OVER {w7} AS min7,
-    ARG_MIN(t, scr) OVER {w7} AS min7_time,
-    MEDIAN(scr) OVER {w8_365} AS med8_365,
-    COUNT(scr) OVER {w365} AS n365{lowest_cols}
-  FROM c
+  SELECT {w_cols},
+    MEDIAN(scr) OVER {w8_365} AS med8_365{lowest_cols}
+  FROM cl WHERE long_span
+  UNION ALL
+  SELECT {w_cols},
+    CAST(NULL AS DOUBLE) AS med8_365{lowest_cols}
+  FROM cl WHERE NOT long_span
 )""",
     ]
 
@@ -208,7 +224,7 @@ def creatinine_stages_sql(
 
     ctes.append(
         f"""b AS (
-  SELECT w.rid, w.patient_id, w.t, w.scr, w.min48, w.min48_time, w.min7, w.med8_365, w.n365,
+  SELECT w.rid, w.patient_id, w.t, w.scr, w.min48, w.min48_time, w.min7, w.med8_365,
     {rrt_col} AS rrt_start,
     {base_sel}
   FROM w {rrt_join} {pat_join}
@@ -243,7 +259,9 @@ def creatinine_stages_sql(
     def nhs_ge(k: float) -> str:
         return f"({_ge('g.scr', k, 'g.min7')} OR {_ge('g.scr', k, 'g.med8_365')})"
 
-    nhs_stage = f"""CASE WHEN g.n365 = 0 THEN 0
+    # no result in [t - 365 d, t) <=> both RV1 (min over [t - 7 d, t)) and RV2 (median over
+    # [t - 365 d, t - 7 d)) are NULL: the two frames partition the 365-day frame
+    nhs_stage = f"""CASE WHEN g.min7 IS NULL AND g.med8_365 IS NULL THEN 0
       WHEN {nhs_ge(1.5)} THEN
         CASE WHEN {nhs_ge(3.0)} OR g.scr > {NHS_STAGE3_UMOL_L!r} + {eps} THEN 3
              WHEN {nhs_ge(2.0)} THEN 2 ELSE 1 END

@@ -10,8 +10,13 @@ Every data record is either loaded or rejected, never dropped: a reject has the 
 (1-based, the header is line 1, so the first data record is line 2; a record with a quoted
 newline is reported at the line where it starts) and a reason. Blank lines are not records.
 
-The CSV text is split by Python's :mod:`csv` (exact line numbers, ragged rows kept) in chunks;
-all checks are vectorised SQL over the chunked text columns (``TRY_CAST`` + ``CASE``).
+Reading (one of three ways, chosen per file, all giving the same rows and line numbers as
+Python's :mod:`csv`, which is the reference): a file without quote characters, NUL or lone
+carriage returns and without blank lines is read by DuckDB ``read_csv`` (all text, strict field
+count, positions from a streaming ``row_number()``); such a file with blank or ragged lines is
+split into lines and fields by DuckDB (``read_text`` + ``string_split``); any other file (quoted
+fields, quoted newlines) goes through Python's :mod:`csv` in chunks. All checks are vectorised
+SQL over the text columns (``TRY_CAST`` + ``CASE``), each value parsed once.
 
 Times: ISO-8601. Without an offset a time is UTC; with an offset (``+02:00``, ``Z``) it is
 converted to UTC. Creatinine, urine and RRT times need a time of day (a date alone cannot be
@@ -43,6 +48,8 @@ URINE_MAX_ML: Final[float] = 10_000.0
 WEIGHT_MIN_KG: Final[float] = 1.0
 WEIGHT_MAX_KG: Final[float] = 500.0
 _CHUNK: Final[int] = 100_000
+#: temporary table of the physical lines of the file being loaded (line, text)
+_LINES: Final[str] = "_aki_lines"
 
 
 class AkiInputError(ValueError):
@@ -98,12 +105,7 @@ def _chunks(path: Path, kind: str) -> Iterator[pa.Table]:
         if header is None:
             raise AkiInputError(f"{kind} file {path} is empty (need a header: {','.join(wanted)})")
         names = [h.strip().lower() for h in header]
-        missing = [c for c in required if c not in names]
-        if missing:
-            raise AkiInputError(
-                f"{kind} file {path}: missing column(s) {', '.join(missing)} "
-                f"(header must have {','.join(required)})"
-            )
+        _check_header(names, path, kind)
         idx = {c: names.index(c) for c in wanted if c in names}
         cols: dict[str, list[str | None]] = {c: [] for c in wanted}
         lines: list[int] = []
@@ -139,47 +141,222 @@ def _to_arrow(
     return pa.table(data)
 
 
-def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> str:
-    """Load the text of ``path`` into a table ``raw_<kind>``; return its name.
+def _read_text(path: Path, kind: str) -> tuple[bytes, str]:
+    """The bytes of ``path`` and their text (``utf-8-sig``: a byte-order mark is dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise AkiInputError(f"{kind} file {path}: {e.strerror}") from e
+    return data, data.decode("utf-8-sig")
 
-    Sets the session time zone of ``con`` to UTC: offset-less times are UTC (module docstring).
+
+def _plain_lines(data: bytes, path: Path) -> bool:
+    """True when every record of ``data`` is one physical line split at commas.
+
+    That holds without quote characters (no quoted comma or newline), without a lone carriage
+    return (Python's reader ends a line there too) and without NUL. The file name must not be a
+    DuckDB glob pattern (``read_text`` expands globs).
     """
-    con.execute("SET TimeZone='UTC'")
+    return (
+        b'"' not in data
+        and b"\x00" not in data
+        and data.count(b"\r") == data.count(b"\r\n")
+        and not any(ch in str(path) for ch in "*?[")
+    )
+
+
+#: every character for which Python's ``str.isspace`` is true (``csv`` blank-line rule)
+_PY_SPACE: Final[str] = "".join(
+    f"\\x{{{c:x}}}"
+    for c in range(0x3001)
+    if chr(c).isspace()  # none above U+3000
+)
+
+
+def _create_raw(con: duckdb.DuckDBPyConnection, raw: str, kind: str) -> None:
     required, optional = LAYOUTS[kind]
-    raw = f"raw_{kind}"
     col_defs = ", ".join(f'"{c}" VARCHAR' for c in required + optional)
     con.execute(
         f"CREATE OR REPLACE TABLE {raw} (line BIGINT, n_fields BIGINT, n_header BIGINT, {col_defs})"
     )
+
+
+def _plain_raw_sql(kind: str, names: list[str]) -> str:
+    """A SELECT giving the ``raw_<kind>`` rows of a file that :func:`_plain_lines` accepts.
+
+    Line n of the file is element n of its text split at ``\\n`` (a ``\\r`` before it is
+    dropped): the same records, fields, blank-line skips and line numbers as :mod:`csv`.
+    """
+    required, optional = LAYOUTS[kind]
+    cols = []
+    for c in required + optional:
+        if c in names:
+            cols.append(f'f[{names.index(c) + 1}] AS "{c}"')
+        else:
+            cols.append(f'CAST(NULL AS VARCHAR) AS "{c}"')
+    blank = f"(NOT contains(text, ',') AND regexp_full_match(text, '[{_PY_SPACE}]*'))"
+    return f"""SELECT CAST(line AS BIGINT) AS line, CAST(len(f) AS BIGINT) AS n_fields,
+  CAST({len(names)} AS BIGINT) AS n_header, {", ".join(cols)}
+FROM (
+  SELECT line, string_split(rtrim(text, chr(13)), ',') AS f
+  FROM {_LINES} WHERE line > 1 AND NOT {blank}
+)"""
+
+
+def _no_blank_lines(data: bytes) -> bool:
+    """True when no line after the header is empty: DuckDB's CSV reader skips empty lines,
+    which would shift the line numbers. (A line of spaces is a one-field record, which the
+    reader rejects as having too few fields: it then goes the line-by-line way.)"""
+    body = data.split(b"\n", 1)[1] if b"\n" in data else b""
+    if b"\r" in data and data.count(b"\r\n") != data.count(b"\n"):
+        return False  # mixed line ends
+    return b"\n\n" not in data and b"\n\r\n" not in data and not body.startswith((b"\n", b"\r"))
+
+
+def _records_after_header(data: bytes) -> int:
+    """Number of lines after the header (a last line without a newline counts)."""
+    return data.count(b"\n") - (1 if data.endswith(b"\n") else 0)
+
+
+def _csv_raw(
+    con: duckdb.DuckDBPyConnection, path: Path, kind: str, names: list[str], expected: int
+) -> str | None:
+    """Read a plain, blank-line-free file with DuckDB's ``read_csv`` into ``raw_<kind>``.
+
+    Every line after the header is one record with exactly ``len(names)`` fields (strict mode
+    raises otherwise), so a record's line is its position + 1. Positions come from
+    ``row_number() OVER ()``, a streaming window, which DuckDB runs in source order (a fixed-order
+    operator, single-threaded pipeline; insertion order preserved). Returns None, so that the
+    caller reads line by line, when the reader raises (ragged row, bad UTF-8, long line) or
+    returns another number of records than ``expected``.
+    """
+    required, optional = LAYOUTS[kind]
+    n = len(names)
+    types = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n))
+    cols = [
+        f"c{names.index(c)} AS {_id(c)}" if c in names else f"CAST(NULL AS VARCHAR) AS {_id(c)}"
+        for c in required + optional
+    ]
+    raw = f"raw_{kind}"
+    con.execute("SET preserve_insertion_order = true")
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {raw} AS
+SELECT CAST(row_number() OVER () + 1 AS BIGINT) AS line, CAST({n} AS BIGINT) AS n_fields,
+  CAST({n} AS BIGINT) AS n_header, {", ".join(cols)}
+FROM read_csv(?, header = false, skip = 1, delim = ',', quote = '', escape = '',
+  auto_detect = false, columns = {{{types}}}, strict_mode = true, null_padding = false)""",
+            [str(path)],
+        )
+    except duckdb.Error:
+        con.execute(f"DROP TABLE IF EXISTS {raw}")
+        return None
+    row = con.execute(f"SELECT COUNT(*), MAX(line) FROM {raw}").fetchone()
+    if row is None or row[0] != expected or (expected and row[1] != expected + 1):
+        con.execute(f"DROP TABLE {raw}")
+        return None
+    return raw
+
+
+def _needs_trim(data: bytes) -> bool:
+    """False when DuckDB's TRIM cannot change any value: ASCII text without a space."""
+    return not (data.isascii() and b" " not in data)
+
+
+def _check_header(names: list[str], path: Path, kind: str) -> None:
+    required, _ = LAYOUTS[kind]
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise AkiInputError(
+            f"{kind} file {path}: missing column(s) {', '.join(missing)} "
+            f"(header must have {','.join(required)})"
+        )
+
+
+def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> tuple[str, bool]:
+    """The text records of ``path`` as a relation, and whether values need trimming.
+
+    Columns: line, n_fields, n_header, then the layout columns as text. Plain files
+    (:func:`_plain_lines`, the usual case) are read by DuckDB: with ``read_csv`` into a table
+    ``raw_<kind>`` when :func:`_csv_raw` succeeds, else split into lines (a subquery over the
+    lines table); others (quoted fields, lone carriage returns) go through Python's :mod:`csv`
+    in chunks into the table ``raw_<kind>``. All give the same rows (an empty field may be NULL
+    instead of ''; every check treats both as blank). Trimming is skipped for an ASCII file
+    without a space (TRIM would change nothing). Sets the session time zone of ``con`` to UTC:
+    offset-less times are UTC (module docstring).
+    """
+    con.execute("SET TimeZone='UTC'")
+    data, text = _read_text(path, kind)
+    if not text:
+        required, optional = LAYOUTS[kind]
+        wanted = required + optional
+        raise AkiInputError(f"{kind} file {path} is empty (need a header: {','.join(wanted)})")
+    trim = _needs_trim(data)
+    if _plain_lines(data, path):
+        header = text.split("\n", 1)[0].removesuffix("\r")
+        names = [h.strip().lower() for h in header.split(",")]
+        _check_header(names, path, kind)
+        if _no_blank_lines(data):
+            rel = _csv_raw(con, path, kind, names, _records_after_header(data))
+            if rel is not None:
+                return rel, trim
+        # one thread splits the text into lines; the checks then run in parallel over the table
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_LINES} AS "
+            "SELECT unnest(l) AS text, generate_subscripts(l, 1) AS line "
+            "FROM (SELECT string_split(content, chr(10)) AS l FROM read_text(?))",
+            [str(path)],
+        )
+        return f"({_plain_raw_sql(kind, names)})", trim
+    raw = f"raw_{kind}"
+    _create_raw(con, raw, kind)
     for chunk in _chunks(path, kind):
         if chunk.num_rows:
             con.register("_aki_chunk", chunk)
             con.execute(f"INSERT INTO {raw} BY NAME SELECT * FROM _aki_chunk")
             con.unregister("_aki_chunk")
-    return raw
+    return raw, trim
+
+
+def _id(col: str) -> str:
+    return f'"{col}"'
+
+
+def _trimmed(
+    raw: tuple[str, bool], kind: str, *, times: tuple[str, ...] = (), nums: tuple[str, ...] = ()
+) -> str:
+    """``raw`` (from :func:`_load_raw`) with every layout column trimmed, plus ``<col>_t``
+    (UTC TIMESTAMP) for ``times`` and ``<col>_n`` (DOUBLE) for ``nums``, each parsed once (NULL
+    when unparseable).
+
+    ISO-8601 text -> TIMESTAMPTZ (an offset is applied) -> naive UTC: the session TimeZone is UTC.
+    """
+    required, optional = LAYOUTS[kind]
+    rel, trim = raw
+    fn = "TRIM" if trim else ""
+    trims = ", ".join(f"{fn}({_id(c)}) AS {_id(c)}" for c in required + optional)
+    parsed = [
+        f"TRY_CAST(TRY_CAST({_id(c)} AS TIMESTAMPTZ) AS TIMESTAMP) AS {_id(c + '_t')}"
+        for c in times
+    ]
+    parsed += [f"TRY_CAST({_id(c)} AS DOUBLE) AS {_id(c + '_n')}" for c in nums]
+    extra = (", " + ", ".join(parsed)) if parsed else ""
+    return f"(SELECT *{extra} FROM (SELECT line, n_fields, n_header, {trims} FROM {rel}))"
 
 
 def _blank(col: str) -> str:
-    return f"(NULLIF(TRIM({col}), '') IS NULL)"
-
-
-def _ts(col: str) -> str:
-    """ISO-8601 text -> naive UTC TIMESTAMP (NULL when unparseable); session TimeZone is UTC."""
-    return f"TRY_CAST(TRY_CAST(TRIM({col}) AS TIMESTAMPTZ) AS TIMESTAMP)"
+    return f"({_id(col)} IS NULL OR {_id(col)} = '')"
 
 
 def _has_clock(col: str) -> str:
     return (
-        f"regexp_matches(TRIM({col}), '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}}')"
+        f"regexp_matches({_id(col)}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}}')"
     )
 
 
-def _num(col: str) -> str:
-    return f"TRY_CAST(TRIM({col}) AS DOUBLE)"
-
-
 def _finite(col: str) -> str:
-    return f"({_num(col)} IS NOT NULL AND isfinite({_num(col)}))"
+    n = _id(col + "_n")
+    return f"({n} IS NOT NULL AND isfinite({n}))"
 
 
 def _ragged() -> str:
@@ -194,20 +371,20 @@ def _q(text: str) -> str:
 
 
 def _unit_sql(col: str) -> str:
-    key = f"LOWER(REPLACE(TRIM({col}), ' ', ''))"
+    key = f"LOWER(REPLACE({_id(col)}, ' ', ''))"
     whens = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in UNIT_SPELLINGS.items())
     return f"(CASE {key} {whens} END)"
 
 
 def _time_reason(col: str, label: str, *, need_clock: bool = True) -> str:
     clock = (
-        f" WHEN NOT {_has_clock(col)} THEN '{label} has no time of day: ' || TRIM({col})"
+        f" WHEN NOT {_has_clock(col)} THEN '{label} has no time of day: ' || {_id(col)}"
         if need_clock
         else ""
     )
     return (
         f"WHEN {_blank(col)} THEN 'missing {label}' "
-        f"WHEN {_ts(col)} IS NULL THEN 'unparseable {label}: ' || TRIM({col}){clock}"
+        f"WHEN {_id(col + '_t')} IS NULL THEN 'unparseable {label}: ' || {_id(col)}{clock}"
     )
 
 
@@ -235,6 +412,7 @@ def _finish(
     ).fetchone()
     assert row is not None
     con.execute("DROP TABLE _checked")
+    con.execute(f"DROP TABLE IF EXISTS {_LINES}")
     read, ok = int(row[0]), int(row[1])
     return FileLoad(kind, path, table, read, ok, read - ok)
 
@@ -242,25 +420,23 @@ def _finish(
 def load_creatinine(con: duckdb.DuckDBPyConnection, path: Path, table: str = "creat") -> FileLoad:
     """``c.csv`` -> ``table`` (rid = line, patient_id, t, scr µmol/L, value, unit as given)."""
     raw = _load_raw(con, path, "creatinine")
-    unit = _unit_sql("unit")
-    v = _num("value")
-    scr = f"(CASE {unit} WHEN 'mg/dL' THEN {v} * {UMOL_PER_MGDL!r} ELSE {v} END)"
+    src = _trimmed(raw, "creatinine", times=("time",), nums=("value",))
+    scr = f"(CASE unit_c WHEN 'mg/dL' THEN value_n * {UMOL_PER_MGDL!r} ELSE value_n END)"
     checked = f"""
-SELECT line, TRIM(patient_id) AS patient_id, {_ts("time")} AS t, {scr} AS scr,
-  {_num("value")} AS value, {unit} AS unit,
+SELECT line, patient_id, time_t AS t, scr, value_n AS value, unit_c AS unit,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
        {_time_reason("time", "time")}
        WHEN {_blank("unit")} THEN 'missing unit'
-       WHEN {unit} IS NULL THEN 'unknown unit: ' || TRIM(unit) || ' (use mg/dL or umol/L)'
+       WHEN unit_c IS NULL THEN 'unknown unit: ' || unit || ' (use mg/dL or umol/L)'
        WHEN {_blank("value")} THEN 'missing value'
-       WHEN NOT {_finite("value")} THEN 'value is not a number: ' || TRIM(value)
-       WHEN {_num("value")} < 0 THEN 'negative creatinine: ' || TRIM(value)
-       WHEN {scr} < {CREAT_MIN_UMOL_L!r} OR {scr} > {CREAT_MAX_UMOL_L!r}
-         THEN 'implausible creatinine ' || CAST(ROUND({scr}, 1) AS VARCHAR)
+       WHEN NOT {_finite("value")} THEN 'value is not a number: ' || value
+       WHEN value_n < 0 THEN 'negative creatinine: ' || value
+       WHEN scr < {CREAT_MIN_UMOL_L!r} OR scr > {CREAT_MAX_UMOL_L!r}
+         THEN 'implausible creatinine ' || CAST(ROUND(scr, 1) AS VARCHAR)
               || ' umol/L (outside 10-3000)'
   END AS reason
-FROM {raw}"""
+FROM (SELECT *, {scr} AS scr FROM (SELECT *, {_unit_sql("unit")} AS unit_c FROM {src}))"""
     return _finish(
         con,
         path,
@@ -274,22 +450,21 @@ FROM {raw}"""
 def load_urine(con: duckdb.DuckDBPyConnection, path: Path, table: str = "urine") -> FileLoad:
     """``u.csv`` -> ``table`` (uid = line, patient_id, start, "end", volume_ml)."""
     raw = _load_raw(con, path, "urine")
-    vol = _num("volume_ml")
+    src = _trimmed(raw, "urine", times=("start", "end"), nums=("volume_ml",))
     checked = f"""
-SELECT line, TRIM(patient_id) AS patient_id, {_ts("start")} AS start, {_ts('"end"')} AS "end",
-  {vol} AS volume_ml,
+SELECT line, patient_id, start_t AS start, end_t AS "end", volume_ml_n AS volume_ml,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
        {_time_reason("start", "start")}
-       {_time_reason('"end"', "end")}
-       WHEN {_ts('"end"')} <= {_ts("start")} THEN 'end is not after start'
+       {_time_reason("end", "end")}
+       WHEN end_t <= start_t THEN 'end is not after start'
        WHEN {_blank("volume_ml")} THEN 'missing volume_ml'
-       WHEN NOT {_finite("volume_ml")} THEN 'volume_ml is not a number: ' || TRIM(volume_ml)
-       WHEN {vol} < 0 THEN 'negative urine volume: ' || TRIM(volume_ml)
-       WHEN {vol} > {URINE_MAX_ML!r} THEN 'implausible urine volume (over 10000 mL): '
-            || TRIM(volume_ml)
+       WHEN NOT {_finite("volume_ml")} THEN 'volume_ml is not a number: ' || volume_ml
+       WHEN volume_ml_n < 0 THEN 'negative urine volume: ' || volume_ml
+       WHEN volume_ml_n > {URINE_MAX_ML!r} THEN 'implausible urine volume (over 10000 mL): '
+            || volume_ml
   END AS reason
-FROM {raw}"""
+FROM {src}"""
     return _finish(
         con,
         path,
@@ -303,36 +478,37 @@ FROM {raw}"""
 def load_weights(con: duckdb.DuckDBPyConnection, path: Path, table: str = "weights") -> FileLoad:
     """``w.csv`` -> ``table`` (patient_id, t, weight_kg)."""
     raw = _load_raw(con, path, "weights")
-    kg = _num("weight_kg")
+    src = _trimmed(raw, "weights", times=("time",), nums=("weight_kg",))
     checked = f"""
-SELECT line, TRIM(patient_id) AS patient_id, {_ts("time")} AS t, {kg} AS weight_kg,
+SELECT line, patient_id, time_t AS t, weight_kg_n AS weight_kg,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
        {_time_reason("time", "time", need_clock=False)}
        WHEN {_blank("weight_kg")} THEN 'missing weight_kg'
-       WHEN NOT {_finite("weight_kg")} THEN 'weight_kg is not a number: ' || TRIM(weight_kg)
-       WHEN {kg} < {WEIGHT_MIN_KG!r} OR {kg} > {WEIGHT_MAX_KG!r}
-         THEN 'implausible weight (outside 1-500 kg): ' || TRIM(weight_kg)
+       WHEN NOT {_finite("weight_kg")} THEN 'weight_kg is not a number: ' || weight_kg
+       WHEN weight_kg_n < {WEIGHT_MIN_KG!r} OR weight_kg_n > {WEIGHT_MAX_KG!r}
+         THEN 'implausible weight (outside 1-500 kg): ' || weight_kg
   END AS reason
-FROM {raw}"""
+FROM {src}"""
     return _finish(con, path, "weights", table, checked, "SELECT patient_id, t, weight_kg")
 
 
 def load_rrt(con: duckdb.DuckDBPyConnection, path: Path, table: str = "rrt") -> FileLoad:
     """``r.csv`` -> ``table`` (patient_id, start, "end" NULL = ongoing)."""
     raw = _load_raw(con, path, "rrt")
+    src = _trimmed(raw, "rrt", times=("start", "end"))
     checked = f"""
-SELECT line, TRIM(patient_id) AS patient_id, {_ts("start")} AS start, {_ts('"end"')} AS "end",
+SELECT line, patient_id, start_t AS start, end_t AS "end",
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
        {_time_reason("start", "start")}
-       WHEN NOT {_blank('"end"')} AND {_ts('"end"')} IS NULL
-         THEN 'unparseable end: ' || TRIM("end")
-       WHEN NOT {_blank('"end"')} AND NOT {_has_clock('"end"')}
-         THEN 'end has no time of day: ' || TRIM("end")
-       WHEN {_ts('"end"')} < {_ts("start")} THEN 'end is before start'
+       WHEN NOT {_blank("end")} AND end_t IS NULL
+         THEN 'unparseable end: ' || "end"
+       WHEN NOT {_blank("end")} AND NOT {_has_clock("end")}
+         THEN 'end has no time of day: ' || "end"
+       WHEN end_t < start_t THEN 'end is before start'
   END AS reason
-FROM {raw}"""
+FROM {src}"""
     return _finish(con, path, "rrt", table, checked, 'SELECT patient_id, start, "end"')
 
 
@@ -342,19 +518,19 @@ def load_patients(con: duckdb.DuckDBPyConnection, path: Path, table: str = "pati
     Sex accepts male/female/m/f in any case. A second row for the same patient is rejected.
     """
     raw = _load_raw(con, path, "patients")
-    sex = "(CASE LOWER(TRIM(sex)) WHEN 'male' THEN 'male' WHEN 'm' THEN 'male' "
+    src = _trimmed(raw, "patients")
+    sex = "(CASE LOWER(sex) WHEN 'male' THEN 'male' WHEN 'm' THEN 'male' "
     sex += "WHEN 'female' THEN 'female' WHEN 'f' THEN 'female' END)"
-    bd = "TRY_CAST(TRIM(birth_date) AS DATE)"
     checked = f"""
-SELECT line, TRIM(patient_id) AS patient_id, {bd} AS birth_date, {sex} AS sex,
+SELECT line, patient_id, bd AS birth_date, sex_c AS sex,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
        WHEN {_blank("birth_date")} THEN 'missing birth_date'
-       WHEN {bd} IS NULL THEN 'unparseable birth_date: ' || TRIM(birth_date)
-       WHEN {sex} IS NULL THEN 'unknown sex: ' || COALESCE(TRIM(sex), '') || ' (use male/female)'
-       WHEN ROW_NUMBER() OVER (PARTITION BY TRIM(patient_id) ORDER BY line) > 1
+       WHEN bd IS NULL THEN 'unparseable birth_date: ' || birth_date
+       WHEN sex_c IS NULL THEN 'unknown sex: ' || COALESCE(sex, '') || ' (use male/female)'
+       WHEN ROW_NUMBER() OVER (PARTITION BY patient_id ORDER BY line) > 1
          THEN 'duplicate patient_id (first at line '
-              || CAST(MIN(line) OVER (PARTITION BY TRIM(patient_id)) AS VARCHAR) || ')'
+              || CAST(MIN(line) OVER (PARTITION BY patient_id) AS VARCHAR) || ')'
   END AS reason
-FROM {raw}"""
+FROM (SELECT *, TRY_CAST(birth_date AS DATE) AS bd, {sex} AS sex_c FROM {src})"""
     return _finish(con, path, "patients", table, checked, "SELECT patient_id, birth_date, sex")
