@@ -46,6 +46,10 @@ class Backend(Protocol):
         """Write the query's rows as newline-delimited JSON, in order; return the count."""
 
 
+#: stores up to this many events are loaded into DuckDB once per run (see open_store)
+MATERIALIZE_MAX_EVENTS = int(os.environ.get("TRIALSIEVE_MATERIALIZE_MAX_EVENTS", 30_000_000))
+
+
 class DuckDBBackend:
     """The embedded default."""
 
@@ -60,7 +64,19 @@ class DuckDBBackend:
         self.con = con
 
     def open_store(self, store_dir: Path) -> None:
+        """Views over the store; up to :data:`MATERIALIZE_MAX_EVENTS` events are then loaded once
+        into a table clustered by (analyte, kind, code_system, code), so that each rule's scan
+        reads only the row groups of its analyte or codes (zone maps) instead of re-reading the
+        Parquet files. Larger stores are scanned from Parquet (bounded memory)."""
         open_store(store_dir, self.con)
+        n = self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+        if n > MATERIALIZE_MAX_EVENTS:
+            return
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE __events AS SELECT * FROM events "
+            "ORDER BY analyte, kind, code_system, code, patient_id"
+        )
+        self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
 
     def create(self, name: str, select_sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
