@@ -37,12 +37,11 @@ from trialsieve.codes import (
 )
 from trialsieve.ingest.fhir_time import parse_fhir_date, parse_fhir_datetime
 from trialsieve.ingest.sink import IngestError, IngestSink
+from trialsieve.ingest.tabular import Reject, convert
 from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
 from trialsieve.units import (
-    PlausibilityError,
     UnitError,
     canonical_unit,
-    check_plausible,
     to_canonical,
 )
 
@@ -76,10 +75,6 @@ ORIGIN_COLUMNS = ("origin_file", "origin_locator")
 _VALUE_KEYS = ("valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean",
                "valueInteger", "valueRange", "valueRatio", "valueSampledData", "valueTime",
                "valueDateTime", "valuePeriod")  # fmt: skip
-
-
-class Reject(Exception):
-    """A resource that cannot be stored; the message is the reason."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -239,15 +234,8 @@ def _range_value(analyte: str, q: dict[str, Any] | None, unit: str | None) -> fl
 
 
 def _convert(analyte: str, value: float, unit: str | None) -> float:
-    try:
-        v = to_canonical(analyte, value, unit)
-    except UnitError as e:
-        raise Reject(f"unknown unit: {e}") from None
-    try:
-        check_plausible(analyte, v)
-    except PlausibilityError as e:
-        raise Reject(f"implausible value: {e}") from None
-    return v
+    """Value in the analyte's canonical unit; Reject on unknown unit or implausible value."""
+    return convert(analyte, value, unit)[0]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ class Backend(Protocol):
 
     name: str
 
-    def open_store(self, store_dir: Path) -> None:
-        """Expose the store as relations ``patients`` and ``events``."""
+    def open_store(self, store_dir: Path, patient_ids: list[str] | None = None) -> None:
+        """Expose the store as relations ``patients`` and ``events`` (optionally only the
+        events of ``patient_ids``; the engine restricts the population itself as well)."""
 
     def create(self, name: str, select_sql: str) -> None:
         """Materialise ``select_sql`` (DuckDB dialect) as temporary relation ``name``."""
@@ -63,17 +64,22 @@ class DuckDBBackend:
             con.execute("SET preserve_insertion_order = false")
         self.con = con
 
-    def open_store(self, store_dir: Path) -> None:
+    def open_store(self, store_dir: Path, patient_ids: list[str] | None = None) -> None:
         """Views over the store; up to :data:`MATERIALIZE_MAX_EVENTS` events are then loaded once
         into a table clustered by (analyte, kind, code_system, code), so that each rule's scan
         reads only the row groups of its analyte or codes (zone maps) instead of re-reading the
         Parquet files. Larger stores are scanned from Parquet (bounded memory)."""
         open_store(store_dir, self.con)
-        n = self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-        if n > MATERIALIZE_MAX_EVENTS:
-            return
+        where = ""
+        if patient_ids is not None:  # explaining a few patients: only their events
+            ids = ", ".join("'" + p.replace("'", "''") + "'" for p in patient_ids) or "NULL"
+            where = f"WHERE patient_id IN ({ids}) "
+        else:
+            n = self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
+            if n > MATERIALIZE_MAX_EVENTS:
+                return
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE __events AS SELECT * FROM events "
+            f"CREATE OR REPLACE TEMP TABLE __events AS SELECT * FROM events {where}"
             "ORDER BY analyte, kind, code_system, code, patient_id"
         )
         self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
@@ -121,7 +127,7 @@ class SparkBackend:
         """Transpile DuckDB SQL text to Spark SQL."""
         return to_spark_sql(sql)
 
-    def open_store(self, store_dir: Path) -> None:
+    def open_store(self, store_dir: Path, patient_ids: list[str] | None = None) -> None:
         store_dir = Path(store_dir)
         if not store_dir.is_dir():
             raise FileNotFoundError(f"{store_dir}: not a store directory")

@@ -130,7 +130,7 @@ def screen_store(
     if as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.UTC).replace(tzinfo=None)
     backend = backend or DuckDBBackend()
-    backend.open_store(Path(store_dir))
+    backend.open_store(Path(store_dir), list(patient_ids) if patient_ids is not None else None)
     only = ""
     if patient_ids is not None:
         only = f" AND patient_id IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
