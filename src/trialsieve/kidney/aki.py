@@ -49,7 +49,8 @@ Decisions (documented because they change clinician-facing numbers):
   whose binary difference is 26.499999999999993 (e.g. 76.6 − 50.1) meet "≥ 26.5" as a clinician's
   arithmetic does; strict NHS comparisons (> 26, > 354) require more than the tolerance.
 - The time of a window minimum (``min48_time``, ``baseline_time``) is that of a sample with the
-  minimum value (``ARG_MIN``); among equal minima the engine may pick any.
+  minimum value; among equal minima the earliest (``ARG_MIN`` over (value, time)), so that every
+  engine reports the same sample.
 """
 
 from __future__ import annotations
@@ -137,15 +138,15 @@ def creatinine_stages_sql(
     if baseline == "lowest-3m-1y-mdrd75":
         lowest_cols = f""",
     MIN(scr) OVER {w3m} AS low3m,
-    ARG_MIN(t, scr) OVER {w3m} AS low3m_time,
+    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w3m} AS low3m_time,
     MIN(scr) OVER {w365} AS low1y,
-    ARG_MIN(t, scr) OVER {w365} AS low1y_time"""
+    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w365} AS low1y_time"""
 
     w_cols = f"""rid, patient_id, t, scr, ts,
     MIN(scr) OVER {w48} AS min48,
-    ARG_MIN(t, scr) OVER {w48} AS min48_time,
+    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w48} AS min48_time,
     MIN(scr) OVER {w7} AS min7,
-    ARG_MIN(t, scr) OVER {w7} AS min7_time"""
+    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w7} AS min7_time"""
     ctes = [
         f"""c AS (
   SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,

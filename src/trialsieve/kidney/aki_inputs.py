@@ -296,7 +296,10 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> tuple[st
         header = text.split("\n", 1)[0].removesuffix("\r")
         names = [h.strip().lower() for h in header.split(",")]
         _check_header(names, path, kind)
-        if _no_blank_lines(data):
+        # DuckDB's read_csv ignores a trailing delimiter ("a,b,c," read as 3 fields; Python's csv
+        # sees 4): such files take the line-splitting path below
+        trailing_comma = b",\n" in data or b",\r\n" in data or data.rstrip(b"\r\n").endswith(b",")
+        if _no_blank_lines(data) and not trailing_comma:
             rel = _csv_raw(con, path, kind, names, _records_after_header(data))
             if rel is not None:
                 return rel, trim
