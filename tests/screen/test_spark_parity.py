@@ -65,8 +65,9 @@ def test_aki_cli_identical_on_spark(spark: SparkBackend, tmp_path: Path) -> None
              "--summary", str(tmp_path / f"{engine}-s.csv")],
         )  # fmt: skip
         assert res.exit_code == 0, res.output
-        outs[engine] = (tmp_path / f"{engine}.csv").read_text(), (
-            tmp_path / f"{engine}-s.csv"
-        ).read_text()
+        outs[engine] = (
+            (tmp_path / f"{engine}.csv").read_text(),
+            (tmp_path / f"{engine}-s.csv").read_text(),
+        )
     assert outs["spark"] == outs["duckdb"]
     assert "mdrd75-backcalc" in outs["duckdb"][0]
