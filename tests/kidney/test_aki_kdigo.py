@@ -163,7 +163,7 @@ def test_ratio_exactly_1_5_2_3_from_mg_dl(mg: float, stage: int) -> None:
 
 def test_reason_names_ratio_baseline_and_source() -> None:
     out = run([("a", 0 * H, 80.0), ("a", 3 * D, 168.0)])
-    assert out[1]["kdigo_reason"] == "ratio 2.1 to baseline 80.0 (min-7d) (stage 2)"
+    assert out[1]["kdigo_reason"] == "ratio 2.10 to baseline 80.0 (min-7d) (stage 2)"
     assert out[1]["ratio"] == pytest.approx(2.1)
 
 

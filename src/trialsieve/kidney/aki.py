@@ -95,8 +95,12 @@ def _window(frame_from_s: int, frame_to_s: int) -> str:
 
 
 def _fmt(expr: str, digits: int = 1) -> str:
-    """Portable number-to-text for reasons (ROUND then CAST; DuckDB and Spark agree)."""
-    return f"CAST(ROUND({expr}, {digits}) AS VARCHAR)"
+    """Portable number-to-text for reasons: rounded half-up in decimal arithmetic (a DOUBLE's
+    ROUND differs between engines at .5 ties, e.g. 2.195), printed with ``digits`` decimals."""
+    return (
+        f"CAST(CAST(ROUND(CAST({expr} AS DECIMAL(38, 6)), {digits}) AS DECIMAL(38, {digits})) "
+        "AS VARCHAR)"
+    )
 
 
 def _ge(value: str, k: float, base: str) -> str:

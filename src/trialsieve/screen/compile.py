@@ -39,6 +39,7 @@ from trialsieve.screen.sql import (
     latest_text_part,
     lit,
     parse_window,
+    round_half_up,
 )
 
 #: eGFR is rounded to this many decimals before it is compared and reported: the verdict is
@@ -505,7 +506,7 @@ class Compiler:
 
 def _rounded_egfr(equation: str, creatinine: str, age: str) -> str:
     """eGFR SQL (kidney.egfr) rounded to EGFR_DECIMALS, for patients of ``pop`` aliased p."""
-    return f"ROUND({egfr_sql(equation, creatinine, age, FEMALE)}, {EGFR_DECIMALS})"
+    return round_half_up(egfr_sql(equation, creatinine, age, FEMALE), EGFR_DECIMALS)
 
 
 FEMALE = "p.sex = 'female'"

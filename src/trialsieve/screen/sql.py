@@ -118,9 +118,15 @@ def event_evidence(alias: str = "e", note: str = "NULL") -> str:
 
 
 def fmt_num(expr: str) -> str:
-    """SQL: a number as text with exactly 2 decimals (the same text on DuckDB and Spark; a
-    DOUBLE cast to text differs between engines, e.g. 1.4917301E7 on Spark)."""
-    return f"CAST(CAST(ROUND(CAST({expr} AS DOUBLE), 2) AS DECIMAL(38, 2)) AS VARCHAR)"
+    """SQL: a number as text with exactly 2 decimals, the same on DuckDB and Spark (a DOUBLE
+    cast to text differs, e.g. 1.4917301E7 on Spark, and so does a DOUBLE's ROUND at .5 ties)."""
+    return f"CAST(CAST({round_half_up(expr, 2)} AS DECIMAL(38, 2)) AS VARCHAR)"
+
+
+def round_half_up(expr: str, digits: int) -> str:
+    """SQL: ``expr`` rounded half-up to ``digits`` decimals in decimal arithmetic (engine-neutral:
+    2.195 -> 2.20 on DuckDB and Spark alike), as DOUBLE."""
+    return f"CAST(ROUND(CAST(CAST({expr} AS DOUBLE) AS DECIMAL(38, 6)), {digits}) AS DOUBLE)"
 
 
 def ev_list(ev: str, time: str) -> str:
