@@ -25,24 +25,10 @@ EV_TYPE: Final[str] = (
 )
 EMPTY_EV: Final[str] = f"CAST([] AS {EV_TYPE})"
 
-#: verdict codes used inside SQL (any = GREATEST, see ``kleene_any``)
+#: verdict codes used inside SQL (Kleene OR = GREATEST; AND is spelled out in compile._combine)
 MET, UNKNOWN, MANUAL, NOT_MET = 3, 2, 1, 0
-VERDICT_NAMES: Final[dict[int, str]] = {
-    MET: "met",
-    UNKNOWN: "unknown",
-    MANUAL: "manual",
-    NOT_MET: "not_met",
-}
 
 OPS: Final[dict[str, str]] = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "=": "="}
-OP_WORDS: Final[dict[str, str]] = {
-    "<": "<",
-    "<=": "<=",
-    ">": ">",
-    ">=": ">=",
-    "==": "=",
-    "=": "=",
-}
 
 
 def lit(value: Any) -> str:
