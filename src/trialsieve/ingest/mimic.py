@@ -384,6 +384,17 @@ def _patient(ctx: _Ctx, r: dict[str, str]) -> str:
     return ctx.admissions[hadm][0]
 
 
+def _charted_item(r: dict[str, Any]) -> tuple[str, dt.datetime]:
+    """(ITEMID, CHARTTIME) of a charted row; Reject when either is missing."""
+    itemid = text(r.get("itemid"))
+    if itemid is None:
+        raise Reject("missing ITEMID")
+    t = parse_time(r.get("charttime"), "CHARTTIME")
+    if t is None:
+        raise Reject("missing time (CHARTTIME)")
+    return itemid, t
+
+
 def _measure(
     ctx: _Ctx, r: dict[str, str], itemid: str, unit_default: str | None = None
 ) -> dict[str, Any]:
@@ -420,12 +431,7 @@ def _read_labevents(ctx: _Ctx) -> None:
         ctx.sink.count_read(rt)
         try:
             pid = _patient(ctx, r)
-            itemid = text(r.get("itemid"))
-            if itemid is None:
-                raise Reject("missing ITEMID")
-            t = parse_time(r.get("charttime"), "CHARTTIME")
-            if t is None:
-                raise Reject("missing time (CHARTTIME)")
+            itemid, t = _charted_item(r)
             ev = _measure(ctx, r, itemid)
             ev.update(patient_id=pid, kind="lab", code_system=ctx.item_system, code=itemid,
                       display=ctx.labels.get(itemid), start_time=t)  # fmt: skip
@@ -474,12 +480,7 @@ def _read_outputevents(ctx: _Ctx) -> None:
             if text(r.get("iserror")) == "1":
                 raise Reject("ISERROR = 1 (charted in error)")
             pid = _patient(ctx, r)
-            itemid = text(r.get("itemid"))
-            if itemid is None:
-                raise Reject("missing ITEMID")
-            t = parse_time(r.get("charttime"), "CHARTTIME")
-            if t is None:
-                raise Reject("missing time (CHARTTIME)")
+            itemid, t = _charted_item(r)
             ev = _measure(ctx, r, itemid)
             start = t
             if ev["analyte"] == "urine_volume":

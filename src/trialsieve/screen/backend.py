@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
+from trialsieve.screen.sql import lit
 from trialsieve.store.reader import open_store
 
 
@@ -72,7 +73,7 @@ class DuckDBBackend:
         open_store(store_dir, self.con)
         where = ""
         if patient_ids is not None:  # explaining a few patients: only their events
-            ids = ", ".join("'" + p.replace("'", "''") + "'" for p in patient_ids) or "NULL"
+            ids = ", ".join(lit(p) for p in patient_ids) or "NULL"
             where = f"WHERE patient_id IN ({ids}) "
         else:
             n = self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]

@@ -34,7 +34,6 @@ from typing import Any, cast
 
 import duckdb
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -43,7 +42,10 @@ from trialsieve.synth.concepts import CONCEPTS, REFERENCE, UNIT_VARIANTS, ci, re
 from trialsieve.synth.history import (
     DAY,
     STATUSES,
+    BoolArray,
     Events,
+    FloatArray,
+    IntArray,
     Labs,
     Population,
     add_admissions,
@@ -55,10 +57,6 @@ from trialsieve.synth.history import (
     labs_to_events,
 )
 from trialsieve.units import to_canonical
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 BLOCK = 1000
 DEFAULT_CHUNK = 5_000
