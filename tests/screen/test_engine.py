@@ -178,6 +178,32 @@ def test_kleene_logic_and_manual(make_store: MakeStore) -> None:
     assert [got[f"inc-{i}"]["verdict"] for i in range(1, len(cases) + 1)] == [v for _, v in cases]
 
 
+def test_combined_reasons_for_patients_with_and_without_data(make_store: MakeStore) -> None:
+    """Nodes hold rows only for patients with data; the others get each node's default.
+    A combination must give both kinds of patient the same reasons as if every patient had
+    a row: the reasons of the children that decide the verdict, in order."""
+    sets = {"cancer": {"codes": {"icd10cm": ["C00-C97"]}}}
+    hba1c = {"lab": {"analyte": "hba1c", "window": {"days": 30}, "op": ">", "value": 9,
+                     "unit": "%"}}  # fmt: skip
+    rule = {"any": [{"not": {"has": {"concepts": "cancer"}}}, hba1c]}
+    store = make_store(
+        [person("none", BORN), person("lab", BORN), person("both", BORN)],
+        [lab("lab", "hba1c", 10.0, "%"), lab("both", "hba1c", 7.0, "%"),
+         cond("both", ICD10, "C18.7", days_ago=100)],
+    )  # fmt: skip
+    got = verdicts(store, protocol([crit("inc-1", rule)], sets))
+    none, with_lab, both = (got[p]["inc-1"] for p in ("none", "lab", "both"))
+    assert none["verdict"] == "met"
+    assert none["reason"] == "not: no record of cancer (ever)" and none["evidence"] == []
+    assert with_lab["verdict"] == "met"
+    assert with_lab["reason"].startswith("not: no record of cancer (ever); latest hba1c")
+    assert both["verdict"] == "not_met"
+    assert both["reason"].startswith("not: 1 record(s) of cancer (ever)")
+    assert both["reason"].endswith("(rule: > 9 %)")
+    assert [e["code"].split("|")[-1] for e in both["evidence"]][:1] == ["C18.7"]
+    assert both["evidence"][1]["value"] == pytest.approx(7.0)
+
+
 def test_status_funnel_and_single_patient_explanation(make_store: MakeStore) -> None:
     sets = {"malignancy": {"codes": {"icd10cm": ["C00-C97"]}}}
     proto = protocol(

@@ -224,6 +224,43 @@ def test_patient_option_matches_full_run(
         assert r == full[r["trial_id"]]
 
 
+def test_parquet_results_and_explain_lookup(
+    synthea_store: Path,
+    synthea_run: tuple[Result, list[dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    """``--out x.parquet`` holds the records of results.jsonl (the protocol texts once, in the
+    file metadata); ``trialsieve explain`` finds a patient's records (evidence included) in it
+    and prints them for the coordinator."""
+    from trialsieve.cli.explain import command as explain
+    from trialsieve.screen.results_file import ResultsLookup
+
+    _, recs = synthea_run
+    out = tmp_path / "results.parquet"
+    res = _run(["--store", str(synthea_store), "--as-of", SYNTHEA_AS_OF, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = duckdb.sql(f"SELECT * FROM read_parquet('{out}')").to_arrow_table().to_pylist()
+    # sorted by patient, then trial: a patient's records are adjacent for lookups
+    assert [(r["patient_id"], r["trial_id"]) for r in rows] == sorted(
+        (r["patient_id"], r["trial_id"]) for r in recs
+    )
+    assert set(rows[0]["criteria"][0]) == {"id", "verdict", "reason", "evidence"}
+    lookup = ResultsLookup(out)
+    for pid in sorted({r["patient_id"] for r in recs}):
+        assert lookup.patient(pid) == [r for r in recs if r["patient_id"] == pid]
+    rec = next(r for r in recs if any(c["evidence"] for c in r["criteria"]))
+    pid = rec["patient_id"]
+    res = CliRunner().invoke(explain, ["--results", str(out), "--patient", pid, "--json"])
+    assert res.exit_code == 0, res.output
+    got = [orjson.loads(line) for line in res.output.splitlines()]
+    assert got == [r for r in recs if r["patient_id"] == pid]
+    res = CliRunner().invoke(explain, ["--results", str(out), "--patient", pid])
+    shown = next(c for c in rec["criteria"] if c["evidence"])
+    assert shown["reason"] in res.output and shown["evidence"][0]["source"] in res.output
+    res = CliRunner().invoke(explain, ["--results", str(out), "--patient", "no-such-patient"])
+    assert res.exit_code != 0 and "no-such-patient: not in" in res.output
+
+
 # ---- (d) usage errors ----------------------------------------------------------------------
 def test_unknown_trial_is_a_usage_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(

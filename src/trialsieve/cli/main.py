@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("trialsieve.cli.ingest", "Read FHIR, OMOP, MIMIC or CSV data into a store."),
     "store": ("trialsieve.cli.store", "Inspect a canonical store."),
     "screen": ("trialsieve.cli.screen", "Screen a store against the trial protocols."),
+    "explain": ("trialsieve.cli.explain", "One patient's verdicts and evidence, from results."),
     "protocols": ("trialsieve.cli.protocols", "List and validate trial protocol files."),
     "synth": ("trialsieve.cli.synth", "Generate a synthetic population (store, FHIR, AKI CSVs)."),
     "demo": ("trialsieve.cli.demo", "Build the bundled synthetic cohort and screen it."),

@@ -66,7 +66,9 @@ def parse_as_of(value: str | None) -> dt.datetime:
     "out",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="results.jsonl: one JSON object per patient and trial.",
+    help="Results, one record per patient and trial: JSON lines, or Parquet when the name "
+    "ends in .parquet (the same records; compact at population scale, and what "
+    "`trialsieve explain` looks patients up in).",
 )
 @click.option(
     "--engine",
@@ -126,7 +128,7 @@ def command(
         run = screen_store(
             store, protocols, instant, patient_ids=list(patients) or None, backend=backend
         )
-        n = run.write_jsonl(out)
+        n = run.write(out)
         click.echo(f"screened at {instant.isoformat()}Z; {n} results -> {out}")
         for f in run.funnels.values():
             click.echo("")

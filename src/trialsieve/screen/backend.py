@@ -9,7 +9,6 @@ a SparkSession reading the same Parquet store, with the session time zone pinned
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,13 +31,16 @@ class Backend(Protocol):
     def create(self, name: str, select_sql: str) -> None:
         """Materialise ``select_sql`` (DuckDB dialect) as temporary relation ``name``."""
 
+    def view(self, name: str, select_sql: str) -> None:
+        """Define ``select_sql`` as relation ``name``, evaluated each time it is read."""
+
     def register(self, name: str, table: pa.Table) -> None:
         """Expose a small Arrow table as relation ``name``."""
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
 
-    def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    def reader(self, sql: str, batch_rows: int) -> pa.RecordBatchReader:
         """Run a query and stream its result as Arrow record batches."""
 
     def arrow(self, sql: str) -> pa.Table:
@@ -47,6 +49,12 @@ class Backend(Protocol):
     def write_jsonl(self, sql: str, out: Path) -> int:
         """Write the query's rows as newline-delimited JSON, in order; return the count."""
 
+
+#: the event columns that compiled rules read (docs/STORE.md)
+RULE_COLUMNS = (
+    "event_id", "patient_id", "kind", "analyte", "code_system", "code", "display", "start_time",
+    "end_time", "value", "unit", "ref_low", "ref_high", "route", "source",
+)  # fmt: skip
 
 #: stores up to this many events are loaded into DuckDB once per run (see open_store)
 MATERIALIZE_MAX_EVENTS = int(os.environ.get("TRIALSIEVE_MATERIALIZE_MAX_EVENTS", 30_000_000))
@@ -67,9 +75,9 @@ class DuckDBBackend:
 
     def open_store(self, store_dir: Path, patient_ids: list[str] | None = None) -> None:
         """Views over the store; up to :data:`MATERIALIZE_MAX_EVENTS` events are then loaded once
-        into a table clustered by (analyte, kind, code_system, code), so that each rule's scan
-        reads only the row groups of its analyte or codes (zone maps) instead of re-reading the
-        Parquet files. Larger stores are scanned from Parquet (bounded memory)."""
+        (the columns rules read) into a table clustered by (analyte, kind), so that each rule's
+        scan reads only the row groups of its analyte or kind (zone maps) instead of re-reading
+        the Parquet files. Larger stores are scanned from Parquet (bounded memory)."""
         open_store(store_dir, self.con)
         where = ""
         if patient_ids is not None:  # explaining a few patients: only their events
@@ -80,13 +88,16 @@ class DuckDBBackend:
             if n > MATERIALIZE_MAX_EVENTS:
                 return
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __events AS SELECT * FROM events {where}"
-            "ORDER BY analyte, kind, code_system, code, patient_id"
+            f"CREATE OR REPLACE TEMP TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
+            f"FROM events {where}ORDER BY analyte, kind"
         )
         self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
 
     def create(self, name: str, select_sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
+
+    def view(self, name: str, select_sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select_sql}")
 
     def register(self, name: str, table: pa.Table) -> None:
         self.con.register(f"{name}_arrow", table)
@@ -96,16 +107,21 @@ class DuckDBBackend:
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
 
-    def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        yield from self.con.sql(sql).to_arrow_reader(batch_rows)
+    def reader(self, sql: str, batch_rows: int) -> pa.RecordBatchReader:
+        return self.con.sql(sql).to_arrow_reader(batch_rows)
 
     def arrow(self, sql: str) -> pa.Table:
         return self.con.sql(sql).to_arrow_table()
 
     def write_jsonl(self, sql: str, out: Path) -> int:
-        path = str(out).replace("'", "''")
-        self.con.execute(f"COPY ({sql}) TO '{path}' (FORMAT JSON)")
-        return int(self.con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0])
+        # keep the query's ORDER BY in the file (the session default is off, for speed)
+        keep = self.con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
+        self.con.execute("SET preserve_insertion_order = true")
+        try:
+            rows = self.con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT JSON)").fetchall()
+        finally:
+            self.con.execute(f"SET preserve_insertion_order = {str(keep[0][0]).lower()}")
+        return int(rows[0][0])
 
 
 class SparkBackend:
@@ -143,14 +159,20 @@ class SparkBackend:
         df = self.spark.sql(self.to_spark_sql(select_sql)).localCheckpoint(eager=True)
         df.createOrReplaceTempView(name)
 
+    def view(self, name: str, select_sql: str) -> None:
+        self.spark.sql(self.to_spark_sql(select_sql)).createOrReplaceTempView(name)
+
     def register(self, name: str, table: pa.Table) -> None:
         self.spark.createDataFrame(table).createOrReplaceTempView(name)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.spark.sql(self.to_spark_sql(sql)).collect()]
 
-    def batches(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        yield from self.arrow(sql).to_batches(max_chunksize=batch_rows)
+    def reader(self, sql: str, batch_rows: int) -> pa.RecordBatchReader:
+        table = self.arrow(sql)
+        return pa.RecordBatchReader.from_batches(
+            table.schema, table.to_batches(max_chunksize=batch_rows)
+        )
 
     def arrow(self, sql: str) -> pa.Table:
         return self.spark.sql(self.to_spark_sql(sql)).toArrow()
@@ -160,7 +182,7 @@ class SparkBackend:
 
         n = 0
         with Path(out).open("wb") as f:
-            for batch in self.batches(sql, 50_000):
+            for batch in self.reader(sql, 50_000):
                 for rec in batch.to_pylist():
                     f.write(orjson.dumps(rec) + b"\n")
                     n += 1

@@ -1,10 +1,13 @@
 """Rule language -> SQL (docs/PROTOCOLS.md "Rule nodes").
 
-Every node compiles to one temporary table over the screened population ``pop``, one row per
-patient, with columns ``patient_id``, ``v`` (verdict code of ``screen.sql``: 3 met, 2 unknown,
-1 manual, 0 not_met), ``reason`` and ``ev`` (a list of evidence structs). Leaves query the
-``events`` view; composite nodes combine their children's tables with Kleene logic. The same
-tables answer for a million patients or, filtered to one, explain a single verdict.
+Every node compiles to a :class:`Verdicts`: a temporary table with columns ``patient_id``, ``v``
+(verdict code of ``screen.sql``: 3 met, 2 unknown, 1 manual, 0 not_met), ``reason`` and ``ev`` (a
+list of evidence structs), plus a *default* verdict and reason for every screened patient without
+a row (e.g. "no record of X" for coded history). Tables are sparse: a rule about dialysis holds
+rows for the patients with dialysis records only, so the cost follows the data, not the
+population times the number of rules. Leaves query the ``events`` view; composite nodes combine
+their children with Kleene logic. The same tables answer for a million patients or, filtered to
+one, explain a single verdict.
 
 Open world (measurements, eGFR, AKI): no value in the window -> unknown.
 Closed world (coded history: has, count, exposure_days): no code -> not_met.
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from trialsieve import units
@@ -57,6 +61,31 @@ class RuleError(ValueError):
     """A rule the compiler cannot translate (unknown node, bad field)."""
 
 
+@dataclass(frozen=True)
+class Verdicts:
+    """A compiled node: table ``name`` (patient_id, v, reason, ev) holds the patients whose
+    verdict is not the default; every other screened patient has verdict ``v`` with ``reason``
+    and no evidence."""
+
+    name: str
+    v: int
+    reason: str
+
+    def column(self, alias: str, col: str) -> str:
+        """SQL: column ``col`` (v, reason, ev) of this node for a LEFT JOIN aliased ``alias``."""
+        default = {"v": str(self.v), "reason": lit(self.reason), "ev": EMPTY_EV}[col]
+        return f"CASE WHEN {alias}.patient_id IS NULL THEN {default} ELSE {alias}.{col} END"
+
+
+def kleene(how: str, vs: Sequence[int]) -> int:
+    """Kleene AND (``all``) / OR (``any``) of verdict codes, as the SQL of ``_combine``."""
+    if how == "any":
+        return max(vs)
+    if min(vs) == NOT_MET:
+        return NOT_MET
+    return UNKNOWN if UNKNOWN in vs else MANUAL if MANUAL in vs else MET
+
+
 def age_years_sql(birth: str, at: str) -> str:
     """Whole years of age at ``at`` for birth date ``birth`` (birthday reached -> +1)."""
     return (
@@ -81,6 +110,7 @@ class Compiler:
         concept_sets: Mapping[str, Any],
         settings: Mapping[str, Any] | None = None,
         kidney: kidney_tables.KidneyTables | None = None,
+        memo: dict[str, str] | None = None,
     ) -> None:
         self.backend = backend
         self.as_of = as_of
@@ -89,21 +119,40 @@ class Compiler:
         self.settings = dict(settings or {})
         #: shared between the protocols of one run: creatinine is staged once per strategy
         self.kidney = kidney or kidney_tables.KidneyTables(backend, as_of)
+        #: SQL text -> table, shared between the protocols of one run: a rule that several
+        #: trials state identically (same codes, same window) is evaluated once
+        self.memo = {} if memo is None else memo
 
     # -- plumbing ---------------------------------------------------------------------------
     def _table(self, select_sql: str) -> str:
-        name = f"__n{next(self._ids)}"
-        self.backend.create(name, select_sql)
+        name = self.memo.get(select_sql)
+        if name is None:
+            name = f"__n{next(self._ids)}"
+            self.backend.create(name, select_sql)
+            self.memo[select_sql] = name
         return name
 
-    def _finish(self, agg_sql: str, v: str, reason: str, ev: str, default: int, why: str) -> str:
-        """Join per-patient aggregate ``a`` onto ``pop``; patients absent get ``default``."""
-        return self._table(
-            f"WITH a AS ({agg_sql}) SELECT p.patient_id, "
-            f"CASE WHEN a.patient_id IS NULL THEN {default} ELSE {v} END AS v, "
-            f"CASE WHEN a.patient_id IS NULL THEN {lit(why)} ELSE {reason} END AS reason, "
-            f"CASE WHEN a.patient_id IS NULL THEN {EMPTY_EV} ELSE {ev} END AS ev "
-            f"FROM pop p LEFT JOIN a ON a.patient_id = p.patient_id"
+    def _finish(
+        self, agg_sql: str, v: str, reason: str, ev: str, default: int, why: str
+    ) -> Verdicts:
+        """Verdicts from per-patient aggregate ``a``; patients absent get ``default``/``why``."""
+        return Verdicts(
+            self._table(
+                f"SELECT a.patient_id, {v} AS v, {reason} AS reason, {ev} AS ev FROM ({agg_sql}) a"
+            ),
+            default,
+            why,
+        )
+
+    def no_rows(self, v: int, reason: str) -> Verdicts:
+        """A node that is ``v``/``reason`` for every patient (an empty table)."""
+        return Verdicts(
+            self._table(
+                "SELECT patient_id, 0 AS v, CAST(NULL AS VARCHAR) AS reason, "
+                f"{EMPTY_EV} AS ev FROM pop WHERE FALSE"
+            ),
+            v,
+            reason,
         )
 
     def concept(self, spec: Any) -> tuple[str, str]:
@@ -119,18 +168,22 @@ class Compiler:
         raise RuleError(f"bad concepts {spec!r}")
 
     # -- entry point --------------------------------------------------------------------------
-    def node(self, rule: Mapping[str, Any]) -> str:
-        """Compile one rule node; return the name of its verdict table."""
+    def node(self, rule: Mapping[str, Any]) -> Verdicts:
+        """Compile one rule node into its verdict table."""
         if not isinstance(rule, Mapping) or len(rule) != 1:
             raise RuleError(f"a rule node is a mapping with exactly one key, got {rule!r}")
         ((kind, body),) = rule.items()
-        handler: Callable[[Any], str] | None = getattr(self, f"_n_{kind}", None)
+        handler: Callable[[Any], Verdicts] | None = getattr(self, f"_n_{kind}", None)
         if handler is None:
             raise RuleError(f"unknown rule node {kind!r}")
         return handler(body)
 
     # -- demographic leaves --------------------------------------------------------------------
-    def _n_age(self, body: Mapping[str, Any]) -> str:
+    def _dense(self, select_sql: str) -> Verdicts:
+        """A node with a row for every screened patient (its default is never used)."""
+        return Verdicts(self._table(select_sql), UNKNOWN, "not screened")
+
+    def _n_age(self, body: Mapping[str, Any]) -> Verdicts:
         age = age_years_sql("p.birth_date", self.T)
         conds = []
         if body.get("min") is not None:
@@ -140,7 +193,7 @@ class Compiler:
         rng = f"{body.get('min', '')}-{body.get('max', '')}"
         ok = " AND ".join(conds) or "TRUE"
         ev = evidence_struct("p.source", "'birth_date'", age, "'years'", "p.birth_date")
-        return self._table(
+        return self._dense(
             f"SELECT p.patient_id, CASE WHEN p.birth_date IS NULL THEN {UNKNOWN} "
             f"WHEN {ok} THEN {MET} ELSE {NOT_MET} END AS v, "
             f"CASE WHEN p.birth_date IS NULL THEN 'birth date unknown' ELSE "
@@ -148,20 +201,17 @@ class Compiler:
             f"CASE WHEN p.birth_date IS NULL THEN {EMPTY_EV} ELSE [{ev}] END AS ev FROM pop p"
         )
 
-    def _n_sex(self, body: Any) -> str:
+    def _n_sex(self, body: Any) -> Verdicts:
         want = str(body).lower()
         ev = evidence_struct("p.source", "'sex'", "NULL", "NULL", "p.birth_date", "p.sex")
-        return self._table(
+        return self._dense(
             f"SELECT p.patient_id, CASE WHEN p.sex IS NULL OR p.sex NOT IN ('male', 'female') "
             f"THEN {UNKNOWN} WHEN p.sex = {lit(want)} THEN {MET} ELSE {NOT_MET} END AS v, "
             f"'recorded sex ' || COALESCE(p.sex, 'unknown') AS reason, [{ev}] AS ev FROM pop p"
         )
 
-    def _n_manual(self, body: Any) -> str:
-        return self._table(
-            f"SELECT patient_id, {MANUAL} AS v, {lit('manual check: ' + str(body))} AS reason, "
-            f"{EMPTY_EV} AS ev FROM pop"
-        )
+    def _n_manual(self, body: Any) -> Verdicts:
+        return self.no_rows(MANUAL, f"manual check: {body}")
 
     # -- coded history (closed world) ---------------------------------------------------------
     def _coded_rows(self, body: Mapping[str, Any], default_kinds: tuple[str, ...]) -> str:
@@ -183,7 +233,7 @@ class Compiler:
         kinds_sql = ", ".join(lit(k) for k in kinds)
         return f"FROM events e WHERE e.kind IN ({kinds_sql}) AND {pred} AND {timing}{route}"
 
-    def _has_like(self, body: Mapping[str, Any], op: str, value: float) -> str:
+    def _has_like(self, body: Mapping[str, Any], op: str, value: float) -> Verdicts:
         rows = self._coded_rows(body, DEFAULT_HAS_KINDS)
         _, label = self.concept(body["concepts"])
         w = parse_window(body.get("window", "ever"))
@@ -210,13 +260,13 @@ class Compiler:
             f"no record of {label} ({w.label})",
         )
 
-    def _n_has(self, body: Mapping[str, Any]) -> str:
+    def _n_has(self, body: Mapping[str, Any]) -> Verdicts:
         return self._has_like(body, ">=", 1)
 
-    def _n_count(self, body: Mapping[str, Any]) -> str:
+    def _n_count(self, body: Mapping[str, Any]) -> Verdicts:
         return self._has_like(body, str(body.get("op", ">=")), float(body["value"]))
 
-    def _n_exposure_days(self, body: Mapping[str, Any]) -> str:
+    def _n_exposure_days(self, body: Mapping[str, Any]) -> Verdicts:
         pred, label = self.concept(body["concepts"])
         w = parse_window(body.get("window", "ever"))
         start = w.start(self.as_of)
@@ -270,7 +320,7 @@ class Compiler:
         unit: str,
         rule_text: str,
         missing: str,
-    ) -> str:
+    ) -> Verdicts:
         """Aggregate rows (patient_id, t, val, pass BOOLEAN, ev1, ord) into verdicts."""
         order = {
             "latest": "t DESC, ord",
@@ -326,7 +376,7 @@ class Compiler:
         ev = f"list_slice({ev}, 1, {MAX_EVIDENCE})"
         return self._finish(sql, v, reason, ev, UNKNOWN, missing)
 
-    def _n_lab(self, body: Mapping[str, Any]) -> str:
+    def _n_lab(self, body: Mapping[str, Any]) -> Verdicts:
         analyte = str(body["analyte"])
         if analyte not in units.ANALYTES:
             raise RuleError(f"unknown analyte {analyte!r}")
@@ -374,7 +424,7 @@ class Compiler:
             missing=f"no {analyte} result in {_window_phrase(w)}",
         )
 
-    def _n_egfr(self, body: Mapping[str, Any]) -> str:
+    def _n_egfr(self, body: Mapping[str, Any]) -> Verdicts:
         equation = str(body.get("equation", "ckd-epi-2021"))
         if equation not in EQUATIONS:
             raise RuleError(f"unknown eGFR equation {equation!r}")
@@ -419,7 +469,7 @@ class Compiler:
 
     def _egfr_baseline(
         self, body: Mapping[str, Any], equation: str, op: str, value: float, rule_text: str
-    ) -> str:
+    ) -> Verdicts:
         baseline = str(body.get("baseline", "kdigo"))
         w = parse_window(body.get("window", {"days": self.settings.get("aki_lookback_days", 7)}))
         stages = self.kidney.stages(baseline)
@@ -451,31 +501,38 @@ class Compiler:
             missing=f"no creatinine with a baseline in {_window_phrase(w)}",
         )
 
-    def _n_aki(self, body: Mapping[str, Any]) -> str:
+    def _n_aki(self, body: Mapping[str, Any]) -> Verdicts:
         return self.kidney.aki_node(self, body)
 
     # -- logic ---------------------------------------------------------------------------------
-    def _n_all(self, children: list[Any]) -> str:
+    def _n_all(self, children: list[Any]) -> Verdicts:
         return self._combine("all", [self.node(c) for c in children])
 
-    def _n_any(self, children: list[Any]) -> str:
+    def _n_any(self, children: list[Any]) -> Verdicts:
         return self._combine("any", [self.node(c) for c in children])
 
-    def _n_not(self, child: Any) -> str:
+    def _n_not(self, child: Any) -> Verdicts:
         t = self.node(child)
-        return self._table(
-            f"SELECT patient_id, CASE WHEN v = {MET} THEN {NOT_MET} WHEN v = {NOT_MET} THEN {MET} "
-            f"ELSE v END AS v, CASE WHEN v IN ({MET}, {NOT_MET}) THEN 'not: ' || reason "
-            f"ELSE reason END AS reason, ev FROM {t}"
+        flip = {MET: NOT_MET, NOT_MET: MET}
+        return Verdicts(
+            self._table(
+                f"SELECT patient_id, CASE WHEN v = {MET} THEN {NOT_MET} WHEN v = {NOT_MET} "
+                f"THEN {MET} ELSE v END AS v, CASE WHEN v IN ({MET}, {NOT_MET}) "
+                f"THEN 'not: ' || reason ELSE reason END AS reason, ev FROM {t.name}"
+            ),
+            flip.get(t.v, t.v),
+            f"not: {t.reason}" if t.v in flip else t.reason,
         )
 
-    def _combine(self, how: str, tables: list[str]) -> str:
-        if not tables:
+    def _combine(self, how: str, nodes: list[Verdicts]) -> Verdicts:
+        """Kleene ``all``/``any``: the verdict, the reasons and evidence of the children that
+        decide it (those whose verdict equals the result), in order. Rows for the patients
+        present in any child; the default combines the children's defaults the same way."""
+        if not nodes:
             raise RuleError(f"'{how}' needs at least one child")
-        if len(tables) == 1:
-            return tables[0]
-        names = [f"c{i}" for i in range(len(tables))]
-        vs = [f"{n}.v" for n in names]
+        if len(nodes) == 1:
+            return nodes[0]
+        vs = [f"v{i}" for i in range(len(nodes))]
         if how == "any":
             v = f"GREATEST({', '.join(vs)})"
         else:
@@ -484,23 +541,29 @@ class Compiler:
                 f"WHEN {' OR '.join(f'{x} = {UNKNOWN}' for x in vs)} THEN {UNKNOWN} "
                 f"WHEN {' OR '.join(f'{x} = {MANUAL}' for x in vs)} THEN {MANUAL} ELSE {MET} END"
             )
+        ids = " UNION ".join(f"SELECT patient_id FROM {n.name}" for n in nodes)
         joins = " ".join(
-            f"JOIN {t} {n} ON {n}.patient_id = p.patient_id"
-            for t, n in zip(tables, names, strict=True)
+            f"LEFT JOIN {n.name} c{i} ON c{i}.patient_id = ids.patient_id"
+            for i, n in enumerate(nodes)
         )
-        inner = (
-            f"SELECT p.patient_id, {v} AS v, "
-            + ", ".join(
-                f"{n}.v AS v{i}, {n}.reason AS r{i}, {n}.ev AS e{i}" for i, n in enumerate(names)
-            )
-            + f" FROM pop p {joins}"
+        cols = ", ".join(
+            f"{n.column(f'c{i}', 'v')} AS v{i}, {n.column(f'c{i}', 'reason')} AS r{i}, "
+            f"{n.column(f'c{i}', 'ev')} AS e{i}"
+            for i, n in enumerate(nodes)
         )
-        reasons = ", ".join(f"CASE WHEN v{i} = v THEN r{i} END" for i in range(len(names)))
+        inner = f"SELECT ids.patient_id, {cols} FROM ({ids}) ids {joins}"
+        reasons = ", ".join(f"CASE WHEN v{i} = v THEN r{i} END" for i in range(len(nodes)))
         ev = f"CASE WHEN v0 = v THEN e0 ELSE {EMPTY_EV} END"
-        for i in range(1, len(names)):
+        for i in range(1, len(nodes)):
             ev = f"list_concat({ev}, CASE WHEN v{i} = v THEN e{i} ELSE {EMPTY_EV} END)"
-        return self._table(
-            f"SELECT patient_id, v, concat_ws('; ', {reasons}) AS reason, {ev} AS ev FROM ({inner})"
+        default = kleene(how, [n.v for n in nodes])
+        return Verdicts(
+            self._table(
+                f"SELECT patient_id, v, concat_ws('; ', {reasons}) AS reason, {ev} AS ev "
+                f"FROM (SELECT *, {v} AS v FROM ({inner}))"
+            ),
+            default,
+            "; ".join(n.reason for n in nodes if n.v == default),
         )
 
 

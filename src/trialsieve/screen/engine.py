@@ -1,9 +1,11 @@
 """Screen a canonical store against trial protocols: all patients, all trials, one DuckDB run.
 
 Data flow: ``open_store`` views -> ``pop`` (patients alive at the screening instant) -> each
-criterion's rule compiled by :class:`trialsieve.screen.compile.Compiler` into a verdict table ->
-one long table ``__verdicts`` (trial, patient, criterion, verdict, reason, evidence) -> per
-patient and trial the status (issue 4 "Verdicts"):
+criterion's rule compiled by :class:`trialsieve.screen.compile.Compiler` into a sparse verdict
+table (:class:`~trialsieve.screen.compile.Verdicts`) -> per trial one table ``__verdicts_<i>``
+(patient, status, one verdict code per criterion; the funnel counts it) -> the view
+``__results`` (per patient and trial the status and the criteria with reasons and evidence,
+assembled while results are written). Status (issue 4 "Verdicts"):
 
 - ``ineligible``: an inclusion is ``not_met`` or an exclusion is ``met``;
 - else ``needs_data``: an automatic criterion is ``unknown``;
@@ -23,8 +25,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from trialsieve.screen import results_file
 from trialsieve.screen.backend import Backend, DuckDBBackend
-from trialsieve.screen.compile import Compiler
+from trialsieve.screen.compile import Compiler, Verdicts
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
 from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
@@ -39,8 +42,12 @@ class ScreenRun:
     backend: Backend
     funnels: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def results_sql(self) -> str:
-        """The query giving one row per (patient, trial) in results.jsonl layout."""
+    def results_sql(self, compact: bool = False) -> str:
+        """The query giving one row per (patient, trial) in results.jsonl layout, by trial and
+        patient; ``compact`` leaves out the protocol's constants (criterion kind, text, manual
+        instruction) and orders by patient and trial, for lookups."""
+        if compact:
+            return "SELECT * FROM __results_compact ORDER BY patient_id, trial_id"
         return "SELECT * FROM __results ORDER BY trial_id, patient_id"
 
     def table(self) -> pa.Table:
@@ -54,63 +61,101 @@ class ScreenRun:
 
     def iter_records(self, batch_rows: int = 50_000) -> Iterator[dict[str, Any]]:
         """Stream results without holding them all in memory."""
-        for batch in self.backend.batches(self.results_sql(), batch_rows):
+        for batch in self.backend.reader(self.results_sql(), batch_rows):
             yield from batch.to_pylist()
 
     def write_jsonl(self, out: Path) -> int:
         """Write results.jsonl (one JSON object per patient and trial); return the row count."""
         return self.backend.write_jsonl(self.results_sql(), Path(out))
 
+    def write_parquet(self, out: Path) -> int:
+        """Write the records as a Parquet file for population scale and patient lookups
+        (``trialsieve explain``; layout in :mod:`trialsieve.screen.results_file`); return the
+        row count."""
+        reader = self.backend.reader(self.results_sql(compact=True), 65_536)
+        return results_file.write_parquet(reader, Path(out), self.protocols)
 
-def _criterion_table(comp: Compiler, crit: Any) -> str:
-    """The verdict table (patient_id, v, reason, ev) of one criterion."""
+    def write(self, out: Path) -> int:
+        """Write results as Parquet when ``out`` ends in ``.parquet``, else as JSONL."""
+        out = Path(out)
+        return self.write_parquet(out) if out.suffix == ".parquet" else self.write_jsonl(out)
+
+
+def _criterion_node(comp: Compiler, crit: Any) -> Verdicts:
+    """The verdicts of one criterion: its rule, or a manual check with its helpful evidence."""
     if crit.rule is not None:
         return comp.node(crit.rule)
     # manual: the coordinator decides; coded facts that help are attached as evidence
-    evidence_tables = [comp.node(r) for r in (crit.evidence or [])]
-    ev = f"{EMPTY_EV}"
-    joins = ""
-    for i, t in enumerate(evidence_tables):
-        joins += f" JOIN {t} x{i} ON x{i}.patient_id = p.patient_id"
+    reason = f"manual check: {crit.manual}"
+    evidence = [comp.node(r) for r in (crit.evidence or [])]
+    if not evidence:
+        return comp.no_rows(MANUAL, reason)
+    ids = " UNION ".join(f"SELECT patient_id FROM {n.name}" for n in evidence)
+    ev, joins = EMPTY_EV, ""
+    for i, n in enumerate(evidence):
+        joins += f" LEFT JOIN {n.name} x{i} ON x{i}.patient_id = ids.patient_id"
         ev = f"list_concat({ev}, CASE WHEN x{i}.v = {MET} THEN x{i}.ev ELSE {EMPTY_EV} END)"
-    reason = lit(f"manual check: {crit.manual}")
-    return comp._table(
-        f"SELECT p.patient_id, {MANUAL} AS v, {reason} AS reason, {ev} AS ev FROM pop p{joins}"
+    sql = f"SELECT ids.patient_id, {MANUAL} AS v, {lit(reason)} AS reason, {ev} AS ev"
+    return Verdicts(comp._table(f"{sql} FROM ({ids}) ids{joins}"), MANUAL, reason)
+
+
+def _joins(nodes: list[Verdicts], on: str) -> str:
+    return " ".join(
+        f"LEFT JOIN {n.name} c{i} ON c{i}.patient_id = {on}.patient_id" for i, n in enumerate(nodes)
     )
 
 
-def _results_sql(proto: Any, tables: list[str]) -> str:
-    """One row per patient for ``proto``: status and the criteria list in protocol order.
+def _verdicts_sql(proto: Any, nodes: list[Verdicts]) -> str:
+    """One row per screened patient: trial, status and each criterion's verdict code ``v<i>``.
 
-    A join of the criterion tables (one row per patient each) and a projection: criterion ids
-    and texts are constants of the query, not aggregated per patient.
+    - ``ineligible``: an inclusion is ``not_met`` or an exclusion is ``met``;
+    - else ``needs_data``: an automatic criterion is ``unknown``;
+    - else ``potentially_eligible``: only manual checks remain.
     """
-    failing, unknown, items = [], [], []
-    for i, crit in enumerate(proto.criteria):
-        v = f"c{i}.v"
-        failing.append(f"{v} = {NOT_MET}" if crit.kind == "inclusion" else f"{v} = {MET}")
-        unknown.append(f"{v} = {UNKNOWN}")
-        verdict = (
-            f"CASE {v} WHEN {MET} THEN 'met' WHEN {NOT_MET} THEN 'not_met' "
-            f"WHEN {UNKNOWN} THEN 'unknown' ELSE 'manual' END"
-        )
-        manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
-        items.append(
-            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, 'verdict': {verdict}, "
-            f"'text': {lit(crit.text)}, 'reason': c{i}.reason, 'evidence': c{i}.ev, "
-            f"'manual': {manual}}}"
-        )
-    joins = " ".join(
-        f"JOIN {t} c{i} ON c{i}.patient_id = p.patient_id" for i, t in enumerate(tables)
-    )
+    failing = [
+        f"v{i} = {NOT_MET}" if crit.kind == "inclusion" else f"v{i} = {MET}"
+        for i, crit in enumerate(proto.criteria)
+    ]
+    unknown = [f"v{i} = {UNKNOWN}" for i in range(len(nodes))]
     status = (
         f"CASE WHEN {' OR '.join(failing) or 'FALSE'} THEN 'ineligible' "
         f"WHEN {' OR '.join(unknown) or 'FALSE'} THEN 'needs_data' "
         "ELSE 'potentially_eligible' END"
     )
+    cols = "".join(f", {n.column(f'c{i}', 'v')} AS v{i}" for i, n in enumerate(nodes))
     return (
-        f"SELECT p.patient_id, {lit(proto.id)} AS trial_id, {status} AS status, "
-        f"[{', '.join(items)}] AS criteria FROM pop p {joins}"
+        f"SELECT *, {status} AS status FROM (SELECT p.patient_id, {lit(proto.id)} AS trial_id"
+        f"{cols} FROM pop p {_joins(nodes, 'p')})"
+    )
+
+
+def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool) -> str:
+    """One row per patient for ``proto`` in results.jsonl layout: status and the criteria list
+    in protocol order (criterion ids and texts are constants of the query; ``compact`` leaves
+    out kind, text and manual)."""
+    items = []
+    for i, crit in enumerate(proto.criteria):
+        verdict = (
+            f"CASE w.v{i} WHEN {MET} THEN 'met' WHEN {NOT_MET} THEN 'not_met' "
+            f"WHEN {UNKNOWN} THEN 'unknown' ELSE 'manual' END"
+        )
+        reason = nodes[i].column(f"c{i}", "reason")
+        ev = nodes[i].column(f"c{i}", "ev")
+        if compact:
+            items.append(
+                f"{{'id': {lit(crit.id)}, 'verdict': {verdict}, 'reason': {reason}, "
+                f"'evidence': {ev}}}"
+            )
+            continue
+        manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
+        items.append(
+            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, 'verdict': {verdict}, "
+            f"'text': {lit(crit.text)}, 'reason': {reason}, 'evidence': {ev}, "
+            f"'manual': {manual}}}"
+        )
+    return (
+        f"SELECT w.patient_id, w.trial_id, w.status, [{', '.join(items)}] AS criteria "
+        f"FROM {verdicts} w {_joins(nodes, 'w')}"
     )
 
 
@@ -140,31 +185,27 @@ def screen_store(
         f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}) "
         f"AND (birth_date IS NULL OR birth_date <= CAST({lit(as_of)} AS DATE)){only}",
     )
-    verdict_parts: list[str] = []
-    result_tables: list[str] = []
+    verdict_tables: list[str] = []
+    result_parts: dict[bool, list[str]] = {False: [], True: []}
     kidney = KidneyTables(backend, as_of)
+    memo: dict[str, str] = {}
     for t_idx, proto in enumerate(protocols):
         settings = getattr(proto, "settings", None)
-        comp = Compiler(backend, as_of, proto.concept_sets, settings, kidney)
-        tables = [_criterion_table(comp, crit) for crit in proto.criteria]
-        verdict_parts += [
-            f"SELECT {lit(proto.id)} AS trial_id, {idx} AS idx, patient_id, v FROM {t}"
-            for idx, t in enumerate(tables)
-        ]
-        name = f"__results_{t_idx}"
-        backend.create(name, _results_sql(proto, tables))
-        result_tables.append(name)
-    backend.create(
-        "__verdicts",
-        " UNION ALL ".join(verdict_parts)
-        or "SELECT NULL AS trial_id, 0 AS idx, NULL AS patient_id, 0 AS v WHERE FALSE",
-    )
-    backend.create(
-        "__results",
-        " UNION ALL ".join(f"SELECT * FROM {t}" for t in result_tables)
-        or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria "
-        "WHERE FALSE",
-    )
+        comp = Compiler(backend, as_of, proto.concept_sets, settings, kidney, memo)
+        nodes = [_criterion_node(comp, crit) for crit in proto.criteria]
+        name = f"__verdicts_{t_idx}"
+        backend.create(name, _verdicts_sql(proto, nodes))
+        verdict_tables.append(name)
+        for compact, parts in result_parts.items():
+            parts.append(_results_sql(proto, name, nodes, compact))
+    # the criteria lists (reasons, evidence) are assembled only when results are read
+    for compact, parts in result_parts.items():
+        backend.view(
+            "__results_compact" if compact else "__results",
+            " UNION ALL ".join(parts)
+            or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria "
+            "WHERE FALSE",
+        )
     run = ScreenRun(as_of=as_of, protocols=list(protocols), backend=backend)
-    run.funnels = compute_funnels(backend, protocols)
+    run.funnels = compute_funnels(backend, protocols, verdict_tables)
     return run

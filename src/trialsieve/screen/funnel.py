@@ -11,60 +11,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import pyarrow as pa
-
 from trialsieve.screen.backend import Backend
 from trialsieve.screen.sql import MANUAL, MET, NOT_MET, UNKNOWN
 
 
-def compute_funnels(backend: Backend, protocols: Sequence[Any]) -> dict[str, dict]:
-    """Funnels from the engine's ``__verdicts``/``__meta``/``__results`` tables."""
+def compute_funnels(
+    backend: Backend, protocols: Sequence[Any], verdict_tables: Sequence[str]
+) -> dict[str, dict]:
+    """Funnels from the engine's per-trial verdict tables (patient_id, status, ``v<i>`` per
+    criterion), one aggregate query each."""
     n_pop = int(backend.rows("SELECT count(*) FROM pop")[0][0])
-    kinds = [(p.id, i, c.kind) for p in protocols for i, c in enumerate(p.criteria)]
-    backend.register(
-        "__kinds",
-        pa.table(
-            {
-                "trial_id": [k[0] for k in kinds],
-                "idx": pa.array([k[1] for k in kinds], pa.int32()),
-                "kind": [k[2] for k in kinds],
-            }
-        ),
-    )
-    first_fail = dict(
-        ((t, i), n)
-        for t, i, n in backend.rows(
-            f"""SELECT trial_id, first, count(*) FROM (
-                SELECT v.trial_id, v.patient_id, min(v.idx) FILTER (WHERE
-                    (m.kind = 'inclusion' AND v.v = {NOT_MET})
-                    OR (m.kind = 'exclusion' AND v.v = {MET})) AS first
-                FROM __verdicts v JOIN __kinds m ON m.trial_id = v.trial_id AND m.idx = v.idx
-                GROUP BY v.trial_id, v.patient_id)
-            WHERE first IS NOT NULL GROUP BY trial_id, first"""
-        )
-    )
-    counts = {
-        (t, i): (met, nm, unk, man)
-        for t, i, met, nm, unk, man in backend.rows(
-            f"""SELECT trial_id, idx, count_if(v = {MET}), count_if(v = {NOT_MET}),
-                       count_if(v = {UNKNOWN}), count_if(v = {MANUAL})
-                FROM __verdicts GROUP BY trial_id, idx"""
-        )
-    }
-    needs_by = dict(
-        ((t, i), n)
-        for t, i, n in backend.rows(
-            f"""SELECT v.trial_id, v.idx, count(*) FROM __verdicts v
-                JOIN __results r ON r.trial_id = v.trial_id AND r.patient_id = v.patient_id
-                WHERE r.status = 'needs_data' AND v.v = {UNKNOWN} GROUP BY v.trial_id, v.idx"""
-        )
-    )
-    status = {
-        (t, s): n
-        for t, s, n in backend.rows(
-            "SELECT trial_id, status, count(*) FROM __results GROUP BY trial_id, status"
-        )
-    }
+    first_fail: dict[tuple[str, int], int] = {}
+    counts: dict[tuple[str, int], tuple[int, int, int, int]] = {}
+    needs_by: dict[tuple[str, int], int] = {}
+    status: dict[tuple[str, str], int] = {}
+    for proto, table in zip(protocols, verdict_tables, strict=True):
+        n = len(proto.criteria)
+        if n:
+            fails = " ".join(
+                f"WHEN v{i} = {NOT_MET if c.kind == 'inclusion' else MET} THEN {i}"
+                for i, c in enumerate(proto.criteria)
+            )
+            for first, k in backend.rows(
+                f"SELECT CASE {fails} END AS first, count(*) FROM {table} GROUP BY first"
+            ):
+                if first is not None:
+                    first_fail[(proto.id, int(first))] = int(k)
+            aggs = ", ".join(
+                f"count_if(v{i} = {MET}), count_if(v{i} = {NOT_MET}), "
+                f"count_if(v{i} = {UNKNOWN}), count_if(v{i} = {MANUAL}), "
+                f"count_if(status = 'needs_data' AND v{i} = {UNKNOWN})"
+                for i in range(n)
+            )
+            row = backend.rows(f"SELECT {aggs} FROM {table}")[0]
+            for i in range(n):
+                met, nm, unk, man, needs = (int(x or 0) for x in row[5 * i : 5 * i + 5])
+                counts[(proto.id, i)] = (met, nm, unk, man)
+                needs_by[(proto.id, i)] = needs
+        for st, k in backend.rows(f"SELECT status, count(*) FROM {table} GROUP BY status"):
+            status[(proto.id, st)] = int(k)
     funnels: dict[str, dict] = {}
     for proto in protocols:
         remaining = n_pop

@@ -31,7 +31,7 @@ from trialsieve.screen.sql import (
 )
 
 if TYPE_CHECKING:
-    from trialsieve.screen.compile import Compiler
+    from trialsieve.screen.compile import Compiler, Verdicts
 
 MIN_48H = "min-48h"
 
@@ -88,7 +88,7 @@ class KidneyTables:
         return u, w
 
     # -- the aki rule node ----------------------------------------------------------------
-    def aki_node(self, comp: Compiler, body: Mapping[str, Any]) -> str:
+    def aki_node(self, comp: Compiler, body: Mapping[str, Any]) -> Verdicts:
         """Compile ``aki: {condition, onset_within, baseline}`` (docs/PROTOCOLS.md)."""
         lookback = comp.settings.get("aki_lookback_days", 7)
         w = parse_window(body.get("onset_within", {"days": lookback}))

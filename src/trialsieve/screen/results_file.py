@@ -1,0 +1,132 @@
+"""Screening results as a Parquet file, and one patient's records looked up in it.
+
+The nightly run (``trialsieve screen --out results.parquet``) evaluates every rule for every
+patient; its records already carry each criterion's verdict, reason and evidence (source
+record, value, unit, time). Explaining a patient on the worklist is then a lookup, not a
+re-evaluation. The file is sorted by patient and trial in row groups of :data:`ROW_GROUP` rows,
+so a lookup reads one or two small row groups, found by the patient-id range in the footer
+(milliseconds whatever the population). The protocol's constants (criterion kind, text, manual
+instruction) are stored once, in the file's key-value metadata under :data:`CRITERIA_KEY`, and
+put back on lookup: the records are those of results.jsonl. To re-evaluate a patient on fresh
+data, screen them alone (``trialsieve screen --patient ID``): the same rules, about a second.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+#: Parquet key-value metadata: trial -> its criteria (id, kind, text, manual), in order
+CRITERIA_KEY = "trialsieve.criteria"
+
+#: rows per row group: a lookup decodes about this many records
+ROW_GROUP = 256
+
+
+def write_parquet(reader: pa.RecordBatchReader, out: Path, protocols: list[Any]) -> int:
+    """Write compact result rows (sorted by patient and trial) to ``out``; return the row
+    count. ``protocols`` supply the criterion constants for the metadata."""
+    meta = {
+        p.id: [{"id": c.id, "kind": c.kind, "text": c.text, "manual": c.manual}
+               for c in p.criteria]
+        for p in protocols
+    }  # fmt: skip
+    n = 0
+    schema = reader.schema.with_metadata({CRITERIA_KEY: json.dumps(meta)})
+    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+        for batch in reader:
+            writer.write_batch(batch, row_group_size=ROW_GROUP)
+            n += batch.num_rows
+    return n
+
+
+class ResultsLookup:
+    """Looks patients up in a results file: Parquet (row groups found from the footer) or
+    JSONL (scanned in full). Keep one per file for a session, as a worklist server would."""
+
+    def __init__(self, results: Path) -> None:
+        self.path = Path(results)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such results file")
+        self.criteria: dict[str, dict[str, dict[str, Any]]] = {}
+        self.file: pq.ParquetFile | None = None
+        if self.path.suffix != ".parquet":
+            return
+        self.file = pq.ParquetFile(self.path)
+        meta = self.file.schema_arrow.metadata or {}
+        if CRITERIA_KEY.encode() in meta:
+            trials = json.loads(meta[CRITERIA_KEY.encode()])
+            self.criteria = {t: {c["id"]: c for c in cs} for t, cs in trials.items()}
+        md = self.file.metadata
+        col = self.file.schema_arrow.get_field_index("patient_id")
+        self.bounds = []
+        for i in range(md.num_row_groups):
+            stats = md.row_group(i).column(col).statistics
+            self.bounds.append((stats.min, stats.max))
+        self.mins = [lo for lo, _ in self.bounds]
+
+    def patient(self, patient_id: str, trials: list[str] | None = None) -> list[dict[str, Any]]:
+        """The records of ``patient_id`` (one per trial screened), in trial order."""
+        if self.file is None:
+            rows = self._scan_jsonl(patient_id)
+        else:
+            rows = []
+            i = max(bisect.bisect_left(self.mins, patient_id) - 1, 0)
+            while i < len(self.bounds) and self.bounds[i][0] <= patient_id:
+                if patient_id <= self.bounds[i][1]:
+                    t = self.file.read_row_group(i)
+                    rows += t.filter(pc.equal(t["patient_id"], patient_id)).to_pylist()
+                i += 1
+        rows = [self._full(r) for r in rows if not trials or r["trial_id"] in trials]
+        return sorted(rows, key=lambda r: r["trial_id"])
+
+    def _scan_jsonl(self, patient_id: str) -> list[dict[str, Any]]:
+        import orjson
+
+        out = []
+        with self.path.open("rb") as f:
+            for line in f:
+                if patient_id.encode() in line:
+                    rec = orjson.loads(line)
+                    if rec["patient_id"] == patient_id:
+                        out.append(rec)
+        return out
+
+    def _full(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """A compact record with its criterion kinds, texts and manual instructions put back
+        from the file metadata: the results.jsonl record."""
+        protocol = self.criteria.get(rec["trial_id"])
+        if protocol is None:
+            return rec
+        rec["criteria"] = [
+            {
+                "id": c["id"],
+                "kind": protocol[c["id"]]["kind"],
+                "verdict": c["verdict"],
+                "text": protocol[c["id"]]["text"],
+                "reason": c["reason"],
+                "evidence": c["evidence"],
+                "manual": protocol[c["id"]]["manual"],
+            }
+            for c in rec["criteria"]
+        ]
+        return rec
+
+
+def format_record(rec: dict[str, Any]) -> str:
+    """A coordinator-readable explanation of one (patient, trial) record."""
+    lines = [f"{rec['patient_id']}  {rec['trial_id']}  {rec['status']}"]
+    for c in rec["criteria"]:
+        lines.append(f"  {c['id']:<8} {c['kind']:<9} {c['verdict']:<8} {c['reason'] or ''}")
+        for ev in c["evidence"] or []:
+            value = "" if ev["value"] is None else f"{ev['value']:g} {ev['unit'] or ''}".strip()
+            note = f"  ({ev['note']})" if ev.get("note") else ""
+            where = f"{ev['time'] or ''}  {ev['source'] or ''}  {ev['code'] or ''}"
+            lines.append(f"{'':29}{where}  {value}{note}")
+    return "\n".join(lines)
