@@ -1,6 +1,6 @@
 """Benchmark: N synthetic Bulk NDJSON Observations -> canonical store, resources/s end to end.
 
-Usage: python bench/ingest.py [N] [--keep DIR] [--per-record]
+Usage: python bench/ingest.py [N] [--keep DIR] [--per-record] [--repeat R]
 Prints Observations/s of ``trialsieve ingest --format fhir`` (parse, convert units, check
 plausibility, write Parquet) and the ratio to a same-process baseline: plain orjson parse of
 the same file. Not a timed test; target >= 150,000 Observations/s on a 2-core machine.
@@ -86,28 +86,35 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=2_000)
     ap.add_argument("--keep", type=Path, default=None, help="keep the store here")
     ap.add_argument("--per-record", action="store_true", help="disable the fast path")
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs (fresh store each); report the fastest"
+    )
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="trialsieve-bench-"))
     try:
         src = tmp / "bulk"
         src.mkdir()
         generate(src, args.n, args.patients)
-        store = args.keep or tmp / "store"
-        base_s = baseline(src / "Observation.000.ndjson")
-        cpu0, t0 = os.times(), time.perf_counter()
-        if args.per_record:
-            writer = StoreWriter(store, "bench")
-            fhir.read(src, writer, fast_path=False)
-            summary = writer.close()
-        else:
-            summary = run_ingest("fhir", src, store, dataset="bench")
-        total_s = time.perf_counter() - t0
-        cpu1 = os.times()
-        cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        base_s = min(baseline(src / "Observation.000.ndjson") for _ in range(args.repeat))
+        runs = []
+        for i in range(args.repeat):
+            # every run writes a new store; the last one goes to --keep when given
+            store = (args.keep or tmp / "store") if i == args.repeat - 1 else tmp / f"store{i}"
+            cpu0, t0 = os.times(), time.perf_counter()
+            if args.per_record:
+                writer = StoreWriter(store, "bench")
+                fhir.read(src, writer, fast_path=False)
+                summary = writer.close()
+            else:
+                summary = run_ingest("fhir", src, store, dataset="bench")
+            total_s = time.perf_counter() - t0
+            cpu1 = os.times()
+            runs.append((total_s, (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)))
+        total_s, cpu_s = min(runs)  # the least disturbed run on a shared machine
         obs = summary.by_type["Observation"]
         assert summary.balanced() and obs.stored == args.n, summary.table()
         mode = "per-record path" if args.per_record else "fast path"
-        print(f"observations:        {args.n} ({mode})")
+        print(f"observations:        {args.n} ({mode}; best of {args.repeat})")
         print(f"end to end:          {total_s:.2f} s  = {args.n / total_s:,.0f} obs/s")
         print(f"  process CPU:       {cpu_s:.2f} s  = {args.n / cpu_s:,.0f} obs per CPU-second")
         print(f"orjson parse only:   {base_s:.2f} s  = {args.n / base_s:,.0f} obs/s")

@@ -1,8 +1,9 @@
 """Vectorised fast path for FHIR R4 Observation Bulk NDJSON files (issue 3, ingestion speed).
 
 The whole file is handed to DuckDB as one column of lines; ``json_transform`` with an explicit
-structure (never an inferred schema; code, category and referenceRange kept as JSON text) parses
-it in parallel, and SQL flattens each Observation into rows (root value or one row per component,
+structure (never an inferred schema; code, category and referenceRange kept as JSON text, the
+components too, transformed only for the records that have them) parses it in parallel, and SQL
+flattens each Observation into rows (root value or one row per component,
 as in ``FhirReader._observation``). Everything clinical is decided by the same Python functions as
 the per-record path, evaluated once per *distinct* key instead of once per record:
 
@@ -31,6 +32,7 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from trialsieve.ingest.sink import IngestSink
 from trialsieve.store.schema import EVENTS_SCHEMA
@@ -47,9 +49,11 @@ _OTHER_JSON = "".join(f',"{k}":"JSON"' for k in _OTHER_VALUES)
 _STRUCTURE = (
     '{"resourceType":"VARCHAR","id":"JSON","status":"JSON","subject":{"reference":"JSON"},'
     '"effectiveDateTime":"VARCHAR","category":"JSON","code":"JSON",'
-    f'"valueQuantity":{_QTY},"referenceRange":"JSON"{_OTHER_JSON},'
-    f'"component":[{{"code":"JSON","valueQuantity":{_QTY},"referenceRange":"JSON"{_OTHER_JSON}}}]}}'
+    f'"valueQuantity":{_QTY},"referenceRange":"JSON"{_OTHER_JSON},"component":"JSON"}}'
 )
+#: components are transformed apart, only where a record has them (a list in the structure above
+#: costs every line); one that does not fit leaves its record to the per-record code
+_COMPONENTS = f'[{{"code":"JSON","valueQuantity":{_QTY},"referenceRange":"JSON"{_OTHER_JSON}}}]'
 _NO_OTHER_COMP = " AND ".join(f"c.{k} IS NULL" for k in _OTHER_VALUES)
 #: FHIR date / dateTime forms decided in SQL (others go to ``fhir_time.parse_fhir_datetime``):
 #: YYYY-MM-DD, or with Thh:mm:ss[.f{1,6}][Z|+hh:mm|-hh:mm]
@@ -78,11 +82,13 @@ WITH parsed AS (
     json_type(status) AS status_type, status ->> '$' AS status_s,
     CASE WHEN json_type(subject.reference) = 'VARCHAR' THEN subject.reference ->> '$' END
       AS ref,
-    effectiveDateTime AS t
+    effectiveDateTime AS t,
+    CASE WHEN component IS NOT NULL THEN TRY(json_transform(component, '{_COMPONENTS}')) END
+      AS comp_list
   FROM parsed
 ), g AS MATERIALIZED (
   SELECT line_no, id_s AS id, status_s AS status, category, code, valueQuantity,
-    referenceRange, component,
+    referenceRange, comp_list AS component,
     CASE WHEN starts_with(ref, 'urn:uuid:') THEN ref[10:]
          WHEN contains(ref, '/') THEN split_part(ref, '/', -1)
          ELSE ref END AS pid,
@@ -91,7 +97,7 @@ WITH parsed AS (
       AS start_time,
     resourceType = 'Observation' AND id_s IS NOT NULL AND id_s <> ''
       AND (status IS NULL OR (status_type = 'VARCHAR' AND status_s <> 'entered-in-error'))
-      AND (NOT comp_text OR component IS NOT NULL) AND {_NO_OTHER_ROOT} AS rec_ok
+      AND (NOT comp_text OR comp_list IS NOT NULL) AND {_NO_OTHER_ROOT} AS rec_ok
   FROM f
 ), r AS (
   -- the root row (when it has a value or no components)
@@ -166,7 +172,12 @@ def convert_many(conv: float | Callable[[float], float], values: np.ndarray) -> 
     """
     if isinstance(conv, float):
         return values * conv
-    return np.array([conv(v) for v in values.tolist()], dtype=np.float64)
+    # once per distinct value (by bit pattern, so that -0.0 and 0.0 or NaNs stay apart)
+    bits, inverse = np.unique(
+        np.ascontiguousarray(values, dtype=np.float64).view(np.int64), return_inverse=True
+    )
+    out = np.array([conv(v) for v in bits.view(np.float64).tolist()], dtype=np.float64)
+    return out[inverse.reshape(-1)]
 
 
 def _loads(text: str | None) -> Any:
@@ -309,7 +320,8 @@ def _read_chunk(
 
     lines, offsets = _lines(data, first_line)
     try:
-        str(data, "utf-8")  # the per-record path rejects a line that is not UTF-8
+        if len(data) and np.frombuffer(data, np.uint8).max() >= 0x80:  # ASCII is UTF-8
+            str(data, "utf-8")  # the per-record path rejects a line that is not UTF-8
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
@@ -373,6 +385,13 @@ def _read_chunk(
     return lines.num_rows
 
 
+def _equal(col: pa.ChunkedArray, value: str | None) -> pa.ChunkedArray:
+    """Boolean, never null: ``col`` holds ``value`` (None matches nulls)."""
+    if value is None:
+        return pc.is_null(col)
+    return pc.fill_null(pc.equal(col, value), False)
+
+
 def _run_sql(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> tuple[pa.Table, int, list[int]]:
     """(rows of the records decided here with line_no/sub, their count, lines handed back)."""
     con.register("lines", lines)
@@ -393,12 +412,12 @@ def _run_sql(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> tuple[pa.Table,
     if need.any():
         value = value.copy()
         groups = rows.filter(pa.array(need)).group_by(["analyte", "orig_unit"]).aggregate([])
-        analyte_col = rows.column("analyte").to_numpy(zero_copy_only=False)
-        unit_col = rows.column("orig_unit").to_numpy(zero_copy_only=False)
+        analyte_col, unit_col = rows.column("analyte"), rows.column("orig_unit")
         fval = rows.column("fval").to_numpy(zero_copy_only=False)
         for analyte, unit in zip(groups.column("analyte").to_pylist(),
                                  groups.column("orig_unit").to_pylist(), strict=True):  # fmt: skip
-            idx = np.flatnonzero(need & (analyte_col == analyte) & (unit_col == unit))
+            same = pc.and_(_equal(analyte_col, analyte), _equal(unit_col, unit))
+            idx = np.flatnonzero(need & same.to_numpy(zero_copy_only=False))
             v = convert_many(_conversion(analyte, unit), fval[idx])
             low, high = ANALYTES[analyte].plausible
             value[idx] = v

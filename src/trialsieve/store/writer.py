@@ -113,6 +113,24 @@ def _conform(batch: pa.Table, schema: pa.Schema, dataset: str) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+#: a string column with fewer distinct values than 1 in this many (in a sample) is taken
+#: through its dictionary: gathering small integer codes and then looking the strings up in a
+#: small dictionary is several times cheaper than gathering the strings themselves
+_DICT_TAKE_RATIO = 8
+_DICT_TAKE_SAMPLE = 4096
+
+
+def _take(col: pa.ChunkedArray, indices: pa.Array) -> pa.Array:
+    """``col.take(indices)`` as one array; same values, cheaper for repetitive strings."""
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if pa.types.is_string(arr.type) and len(indices) >= _DICT_TAKE_SAMPLE:
+        sample = arr.slice(0, _DICT_TAKE_SAMPLE)
+        if len(sample.unique()) * _DICT_TAKE_RATIO < len(sample):
+            taken = arr.dictionary_encode().take(indices)
+            return taken.dictionary.take(taken.indices)
+    return arr.take(indices)
+
+
 def _atomic_write_parquet(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -307,8 +325,10 @@ class StoreWriter:
                                                   kind)))::VARCHAR AS event_id
               FROM new_e WHERE patient_id IN (SELECT patient_id FROM known)
             ), n AS (
-              SELECT * FROM n0
-              QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY __i DESC) = 1
+              -- the last row of each event_id (a hash aggregate: cheaper than a window)
+              SELECT max(__i) AS __i, arg_max_null(patient_id, __i) AS patient_id,
+                arg_max_null(start_time, __i) AS start_time, event_id
+              FROM n0 GROUP BY event_id
             )
             SELECT __i, event_id FROM (
               SELECT __i, patient_id, start_time, event_id FROM old_e
@@ -318,9 +338,15 @@ class StoreWriter:
             """
         ).to_arrow_table()
         rows = pa.concat_tables([new.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA), old])
-        merged = rows.take(keys.column("__i"))
-        merged = merged.set_column(
-            EVENTS_SCHEMA.get_field_index("event_id"), "event_id", keys.column("event_id")
+        order = keys.column("__i").combine_chunks()
+        merged = pa.Table.from_arrays(
+            [
+                keys.column("event_id").cast(f.type)
+                if f.name == "event_id"
+                else _take(rows.column(f.name), order)
+                for f in EVENTS_SCHEMA
+            ],
+            schema=EVENTS_SCHEMA,
         )
         _atomic_write_parquet(merged, path)
         return merged.num_rows
