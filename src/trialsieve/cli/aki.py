@@ -44,6 +44,11 @@ RESULT_COLUMNS = (
     "baseline_source,nhs_stage"
 )
 SUMMARY_COLUMNS = "patient_id,max_kdigo_stage,first_aki_time,max_stage_by,max_nhs_stage"
+#: the columns of :func:`trialsieve.kidney.aki.creatinine_stages_sql` that the outputs use
+STAGED_COLUMNS = (
+    "rid", "patient_id", "t", "scr", "kdigo_stage", "kdigo_reason", "kdigo_by",
+    "baseline_umol_l", "baseline_source", "nhs_stage",
+)  # fmt: skip
 _ISO = "'%Y-%m-%dT%H:%M:%SZ'"
 
 
@@ -134,6 +139,9 @@ def run_aki(
         patients="patients" if patients is not None else None,
         rrt="rrt" if rrt is not None else None,
         baseline=baseline,
+        # on DuckDB only the columns written below (the same values, computed with fewer
+        # windows); Spark runs the full query, as the screening does
+        columns=STAGED_COLUMNS if engine == "duckdb" else None,
     )
     queries = {"staged": sql}
     if summary is not None and urine is not None and weights is not None:
@@ -149,11 +157,15 @@ def run_aki(
     else:
         for name, q in queries.items():
             con.execute(f"CREATE TABLE {name} AS {q}")
+    # on DuckDB ``staged`` was created from a query ending in ORDER BY rid, so a scan returns
+    # it in rid order (insertion order is preserved: ``preserve_insertion_order``, the
+    # default, set by :func:`connect`); sorting again would only cost time
+    order = "" if engine == "duckdb" else " ORDER BY rid"
     _copy(
         con,
         f"SELECT patient_id, strftime(t, {_ISO}) AS time, ROUND(scr, 2) AS creatinine_umol_l, "
         "kdigo_stage, kdigo_reason, ROUND(baseline_umol_l, 2) AS baseline_umol_l, "
-        "baseline_source, nhs_stage FROM staged ORDER BY rid",
+        f"baseline_source, nhs_stage FROM staged{order}",
         out,
     )
     if summary is not None:

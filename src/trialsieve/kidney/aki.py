@@ -55,11 +55,11 @@ Decisions (documented because they change clinician-facing numbers):
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
-import duckdb
-
-from trialsieve.kidney.baseline import backcalc_creatinine_sql
+if TYPE_CHECKING:
+    import duckdb
 
 BASELINES: Final[tuple[str, ...]] = ("kdigo", "lowest-3m-1y-mdrd75")
 
@@ -86,6 +86,22 @@ NHS_RISE_UMOL_L: Final[float] = 26.0
 NHS_STAGE3_UMOL_L: Final[float] = 354.0
 
 
+#: every column of :func:`creatinine_stages_sql`, in order
+OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
+    "rid", "patient_id", "t", "scr", "min48_umol_l", "min48_time", "rise48_umol_l",
+    "baseline_umol_l", "baseline_source", "baseline_time", "ratio", "kdigo_stage",
+    "kdigo_reason", "kdigo_by", "rrt_start", "nhs_stage", "nhs_rv1", "nhs_rv2", "nhs_ratio",
+)  # fmt: skip
+
+
+def _backcalc_sql(age: str, female: str) -> str:
+    """:func:`trialsieve.kidney.baseline.backcalc_creatinine_sql`, imported when needed (it
+    loads numpy and the eGFR equations, which the default baseline does not use)."""
+    from trialsieve.kidney.baseline import backcalc_creatinine_sql
+
+    return backcalc_creatinine_sql(age, female)
+
+
 def _window(frame_from_s: int, frame_to_s: int) -> str:
     """Per-patient epoch-second RANGE frame [t − from, t − to] (both edges included)."""
     return (
@@ -108,55 +124,9 @@ def _ge(value: str, k: float, base: str) -> str:
     return f"({base} IS NOT NULL AND {value} >= {k!r} * {base} - {EPS_UMOL_L!r})"
 
 
-def creatinine_stages_sql(
-    creat: str,
-    *,
-    patients: str | None = None,
-    rrt: str | None = None,
-    baseline: str = "kdigo",
-) -> str:
-    """SELECT over relation ``creat`` staging every creatinine result (KDIGO and NHS England).
-
-    ``creat`` columns: ``rid`` BIGINT (input order), ``patient_id`` VARCHAR, ``t`` TIMESTAMP (UTC),
-    ``scr`` DOUBLE µmol/L. Returns one row per input row, ordered by ``rid``, with: rid,
-    patient_id, t, scr, min48_umol_l, min48_time, rise48_umol_l (scr − min48), baseline_umol_l,
-    baseline_source ('min-7d', 'median-8-365d', 'lowest-3m', 'lowest-1y', 'mdrd75-backcalc' or
-    NULL), baseline_time (time of the baseline sample when it is one sample, else NULL), ratio
-    (scr / baseline), kdigo_stage INT 0-3, kdigo_reason VARCHAR (NULL at stage 0), kdigo_by
-    ('creatinine' or 'rrt'; NULL at stage 0), rrt_start, nhs_stage INT 0-3, nhs_rv1, nhs_rv2,
-    nhs_ratio.
-
-    ``patients`` (patient_id, birth_date DATE, sex 'male'/'female') is needed only for the
-    ``lowest-3m-1y-mdrd75`` back-calculation (age at t); without it, or for a patient without
-    birth date or sex, that fallback baseline is NULL. ``rrt`` (patient_id, start TIMESTAMP,
-    "end" TIMESTAMP NULL) gives stage 3 during RRT (see the module docstring).
-    """
-    if baseline not in BASELINES:
-        raise ValueError(f"unknown baseline strategy {baseline!r} (one of {', '.join(BASELINES)})")
-    eps = repr(EPS_UMOL_L)
-    w48, w7, w365 = _window(W48H_S, 1), _window(W7D_S, 1), _window(W365D_S, 1)
-    w8_365 = _window(W365D_S, W7D_S + 1)
-    w3m = _window(W3M_S, 1)
-
-    lowest_cols = ""
-    if baseline == "lowest-3m-1y-mdrd75":
-        lowest_cols = f""",
-    MIN(scr) OVER {w3m} AS low3m,
-    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w3m} AS low3m_time,
-    MIN(scr) OVER {w365} AS low1y,
-    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w365} AS low1y_time"""
-
-    w_cols = f"""rid, patient_id, t, scr, ts,
-    MIN(scr) OVER {w48} AS min48,
-    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w48} AS min48_time,
-    MIN(scr) OVER {w7} AS min7,
-    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {w7} AS min7_time"""
-    ctes = [
-        f"""c AS (
-  SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,
-    CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts
-  FROM {creat}
-)""",
+def _windowed_median_ctes(creat: str, w_cols: str, w8_365: str, lowest_cols: str) -> list[str]:
+    """CTEs ``lp``, ``cl``, ``w``: the windows, with the day 8-365 MEDIAN at every row."""
+    return [
         # patients whose results span more than 7 days (or with a NULL time or id): only
         # they can have a result in [t - 365 d, t - 7 d), so only they need the windowed MEDIAN
         # (read from the input, not from c, so that c stays an inlined CTE)
@@ -180,6 +150,117 @@ def creatinine_stages_sql(
 )""",
     ]
 
+
+def _median_ctes(w_cols: str, w8_365: str, lowest_cols: str) -> list[str]:
+    """CTEs ``w0``, ``mneed``, ``mmed``, ``w``: the windows, with the day 8-365 median only at
+    the rows where it can change ``baseline_umol_l``, ``kdigo_*`` or ``nhs_stage``.
+
+    A windowed MEDIAN over a RANGE frame is the costliest part of the query; a MIN over the
+    same frame (``minf``) is cheap. The median M is needed (1) as the KDIGO baseline when there
+    is no result in the previous 7 days (``min7`` NULL), and (2) for NHS RV2, only through
+    ``scr >= k * M - eps`` for k = 1.5, 2, 3. When ``minf > 0``: M >= minf and floating-point
+    products and differences are monotonic, so ``scr >= k * M - eps`` implies
+    ``scr >= 1.5 * minf - eps``; a row where that fails (the usual case) has every RV2
+    comparison false whatever M is, and gets M = NULL (``nhs_stage`` then tests "no result in
+    [t - 365 d, t - 7 d)" as ``minf IS NULL``). The other rows get the exact median from a
+    range self-join + GROUP BY MEDIAN (the same quantile interpolation as the window).
+    """
+    return [
+        f"""w0 AS (
+  SELECT {w_cols},
+    MIN(scr) OVER {w8_365} AS minf{lowest_cols}
+  FROM c
+)""",
+        f"""mneed AS (
+  SELECT rid, patient_id, ts FROM w0
+  WHERE minf IS NOT NULL
+    AND (min7 IS NULL OR minf <= 0 OR scr >= 1.5 * minf - {EPS_UMOL_L!r})
+)""",
+        f"""mmed AS (
+  SELECT n.rid, MEDIAN(x.scr) AS med8_365
+  FROM mneed n JOIN c x
+    ON x.patient_id = n.patient_id AND x.ts >= n.ts - {W365D_S} AND x.ts <= n.ts - {W7D_S + 1}
+  GROUP BY n.rid
+)""",
+        """w AS (
+  SELECT w0.*, mmed.med8_365 FROM w0 LEFT JOIN mmed ON mmed.rid = w0.rid
+)""",
+    ]
+
+
+def creatinine_stages_sql(
+    creat: str,
+    *,
+    patients: str | None = None,
+    rrt: str | None = None,
+    baseline: str = "kdigo",
+    columns: Sequence[str] | None = None,
+) -> str:
+    """SELECT over relation ``creat`` staging every creatinine result (KDIGO and NHS England).
+
+    ``creat`` columns: ``rid`` BIGINT (input order), ``patient_id`` VARCHAR, ``t`` TIMESTAMP (UTC),
+    ``scr`` DOUBLE µmol/L. Returns one row per input row, ordered by ``rid``, with: rid,
+    patient_id, t, scr, min48_umol_l, min48_time, rise48_umol_l (scr − min48), baseline_umol_l,
+    baseline_source ('min-7d', 'median-8-365d', 'lowest-3m', 'lowest-1y', 'mdrd75-backcalc' or
+    NULL), baseline_time (time of the baseline sample when it is one sample, else NULL), ratio
+    (scr / baseline), kdigo_stage INT 0-3, kdigo_reason VARCHAR (NULL at stage 0), kdigo_by
+    ('creatinine' or 'rrt'; NULL at stage 0), rrt_start, nhs_stage INT 0-3, nhs_rv1, nhs_rv2,
+    nhs_ratio.
+
+    ``patients`` (patient_id, birth_date DATE, sex 'male'/'female') is needed only for the
+    ``lowest-3m-1y-mdrd75`` back-calculation (age at t); without it, or for a patient without
+    birth date or sex, that fallback baseline is NULL. ``rrt`` (patient_id, start TIMESTAMP,
+    "end" TIMESTAMP NULL) gives stage 3 during RRT (see the module docstring).
+
+    ``columns``: return only these output columns (in this order); None = all of them. The
+    values are the same; only what the columns need is computed. Without ``min48_time`` and
+    ``baseline_time`` the window ARG_MINs are skipped; without ``nhs_rv2`` and ``nhs_ratio`` the
+    day 8-365 median is computed only for the rows where it can change a result (see
+    :func:`_median_ctes`), which needs non-NULL ``patient_id``, ``t`` and ``scr`` (as loaded by
+    :mod:`trialsieve.kidney.aki_inputs`) and unique ``rid``.
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"unknown baseline strategy {baseline!r} (one of {', '.join(BASELINES)})")
+    if columns is not None:
+        unknown = [x for x in columns if x not in OUTPUT_COLUMNS]
+        if unknown or not columns:
+            raise ValueError(f"unknown output column(s) {unknown!r} (of {OUTPUT_COLUMNS})")
+    want = set(OUTPUT_COLUMNS if columns is None else columns)
+    times = bool(want & {"min48_time", "baseline_time"})
+    all_medians = bool(want & {"nhs_rv2", "nhs_ratio"})
+    eps = repr(EPS_UMOL_L)
+    w48, w7, w365 = _window(W48H_S, 1), _window(W7D_S, 1), _window(W365D_S, 1)
+    w8_365 = _window(W365D_S, W7D_S + 1)
+    w3m = _window(W3M_S, 1)
+
+    def arg_min(frame: str, name: str) -> str:
+        if not times:
+            return ""
+        return f",\n    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {frame} AS {name}"
+
+    lowest_cols = ""
+    if baseline == "lowest-3m-1y-mdrd75":
+        lowest_cols = f""",
+    MIN(scr) OVER {w3m} AS low3m{arg_min(w3m, "low3m_time")},
+    MIN(scr) OVER {w365} AS low1y{arg_min(w365, "low1y_time")}"""
+
+    w_cols = f"""rid, patient_id, t, scr, ts,
+    MIN(scr) OVER {w48} AS min48{arg_min(w48, "min48_time")},
+    MIN(scr) OVER {w7} AS min7{arg_min(w7, "min7_time")}"""
+    ctes = [
+        f"""c AS (
+  SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,
+    CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts
+  FROM {creat}
+)""",
+    ]
+    if all_medians:
+        ctes += _windowed_median_ctes(creat, w_cols, w8_365, lowest_cols)
+        rv2_known = "g.med8_365 IS NOT NULL"
+    else:
+        ctes += _median_ctes(w_cols, w8_365, lowest_cols)
+        rv2_known = "g.minf IS NOT NULL"
+
     if rrt is not None:
         ctes.append(
             f"""r AS (
@@ -197,11 +278,12 @@ def creatinine_stages_sql(
         rrt_col = "CAST(NULL AS TIMESTAMP)"
 
     if baseline == "kdigo":
-        base_sel = """CASE WHEN w.min7 IS NOT NULL THEN w.min7 ELSE w.med8_365 END
+        base_sel = f"""CASE WHEN w.min7 IS NOT NULL THEN w.min7 ELSE w.med8_365 END
       AS baseline_umol_l,
     CASE WHEN w.min7 IS NOT NULL THEN 'min-7d'
          WHEN w.med8_365 IS NOT NULL THEN 'median-8-365d' END AS baseline_source,
-    CASE WHEN w.min7 IS NOT NULL THEN w.min7_time END AS baseline_time"""
+    CASE WHEN w.min7 IS NOT NULL THEN {"w.min7_time" if times else "NULL"} END
+      AS baseline_time"""
         pat_join = ""
     else:
         if patients is not None:
@@ -209,7 +291,7 @@ def creatinine_stages_sql(
             female = "p.sex = 'female'"
             backcalc = (
                 f"CASE WHEN p.birth_date IS NOT NULL AND p.sex IN ('male', 'female') "
-                f"THEN {backcalc_creatinine_sql(age, female)} END"
+                f"THEN {_backcalc_sql(age, female)} END"
             )
             pat_join = (
                 f"LEFT JOIN (SELECT patient_id, MIN(birth_date) AS birth_date, MIN(sex) AS sex "
@@ -224,12 +306,14 @@ def creatinine_stages_sql(
     CASE WHEN w.low3m IS NOT NULL THEN 'lowest-3m'
          WHEN w.low1y IS NOT NULL THEN 'lowest-1y'
          WHEN ({backcalc}) IS NOT NULL THEN 'mdrd75-backcalc' END AS baseline_source,
-    CASE WHEN w.low3m IS NOT NULL THEN w.low3m_time
-         WHEN w.low1y IS NOT NULL THEN w.low1y_time END AS baseline_time"""
+    CASE WHEN w.low3m IS NOT NULL THEN {"w.low3m_time" if times else "NULL"}
+         WHEN w.low1y IS NOT NULL THEN {"w.low1y_time" if times else "NULL"} END
+      AS baseline_time"""
 
     ctes.append(
         f"""b AS (
-  SELECT w.rid, w.patient_id, w.t, w.scr, w.min48, w.min48_time, w.min7, w.med8_365,
+  SELECT w.rid, w.patient_id, w.t, w.scr, w.min48,{" w.min48_time," if times else ""}
+    w.min7, w.med8_365,{"" if all_medians else " w.minf,"}
     {rrt_col} AS rrt_start,
     {base_sel}
   FROM w {rrt_join} {pat_join}
@@ -266,7 +350,7 @@ def creatinine_stages_sql(
 
     # no result in [t - 365 d, t) <=> both RV1 (min over [t - 7 d, t)) and RV2 (median over
     # [t - 365 d, t - 7 d)) are NULL: the two frames partition the 365-day frame
-    nhs_stage = f"""CASE WHEN g.min7 IS NULL AND g.med8_365 IS NULL THEN 0
+    nhs_stage = f"""CASE WHEN g.min7 IS NULL AND NOT ({rv2_known}) THEN 0
       WHEN {nhs_ge(1.5)} THEN
         CASE WHEN {nhs_ge(3.0)} OR g.scr > {NHS_STAGE3_UMOL_L!r} + {eps} THEN 3
              WHEN {nhs_ge(2.0)} THEN 2 ELSE 1 END
@@ -290,7 +374,8 @@ def creatinine_stages_sql(
     ctes.append(
         f"""s AS (
   SELECT g.rid, g.patient_id, g.t, g.scr,
-    g.min48 AS min48_umol_l, g.min48_time,
+    g.min48 AS min48_umol_l, {"g.min48_time" if times else "CAST(NULL AS TIMESTAMP)"}
+      AS min48_time,
     g.scr - g.min48 AS rise48_umol_l,
     g.baseline_umol_l, g.baseline_source, g.baseline_time,
     g.scr / g.baseline_umol_l AS ratio,
@@ -306,7 +391,8 @@ def creatinine_stages_sql(
   FROM g
 )"""
     )
-    return "WITH " + ",\n".join(ctes) + "\nSELECT * FROM s ORDER BY rid"
+    sel = "*" if columns is None else ", ".join(columns)
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {sel} FROM s ORDER BY rid"
 
 
 def stage_creatinine(

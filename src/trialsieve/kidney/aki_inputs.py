@@ -13,10 +13,11 @@ newline is reported at the line where it starts) and a reason. Blank lines are n
 Reading (one of three ways, chosen per file, all giving the same rows and line numbers as
 Python's :mod:`csv`, which is the reference): a file without quote characters, NUL or lone
 carriage returns and without blank lines is read by DuckDB ``read_csv`` (all text, strict field
-count, positions from a streaming ``row_number()``); such a file with blank or ragged lines is
-split into lines and fields by DuckDB (``read_text`` + ``string_split``); any other file (quoted
-fields, quoted newlines) goes through Python's :mod:`csv` in chunks. All checks are vectorised
-SQL over the text columns (``TRY_CAST`` + ``CASE``), each value parsed once.
+count, read in parallel into a table in file order: positions are its ``rowid``); such a file
+with blank or ragged lines is split into lines and fields by DuckDB (``read_text`` +
+``string_split``); any other file (quoted fields, quoted newlines) goes through Python's
+:mod:`csv` in chunks. All checks are vectorised SQL over the text columns (``TRY_CAST`` +
+``CASE``), each value parsed once.
 
 Times: ISO-8601. Without an offset a time is UTC; with an offset (``+02:00``, ``Z``) it is
 converted to UTC. Creatinine, urine and RRT times need a time of day (a date alone cannot be
@@ -31,13 +32,15 @@ Plausibility limits (rejects): creatinine 10-3000 µmol/L after conversion (issu
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import duckdb
-import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL, UNIT_SPELLINGS
 
@@ -79,9 +82,13 @@ LAYOUTS: Final[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
 
 
 def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the session time zone set to UTC."""
+    """An in-memory DuckDB connection with the session time zone set to UTC (and insertion
+    order preserved, DuckDB's default: the loaders and ``trialsieve aki`` rely on it; no
+    progress bar, which DuckDB would otherwise draw on the terminal for queries over 2 s)."""
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'")
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("SET enable_progress_bar = false")
     return con
 
 
@@ -131,6 +138,8 @@ def _chunks(path: Path, kind: str) -> Iterator[pa.Table]:
 def _to_arrow(
     lines: list[int], nfields: list[int], cols: dict[str, list[str | None]], n_header: int
 ) -> pa.Table:
+    import pyarrow as pa  # only files with quoted fields come this way
+
     data: dict[str, pa.Array] = {
         "line": pa.array(lines, type=pa.int64()),
         "n_fields": pa.array(nfields, type=pa.int64()),
@@ -221,29 +230,23 @@ def _records_after_header(data: bytes) -> int:
 def _csv_raw(
     con: duckdb.DuckDBPyConnection, path: Path, kind: str, names: list[str], expected: int
 ) -> str | None:
-    """Read a plain, blank-line-free file with DuckDB's ``read_csv`` into ``raw_<kind>``.
+    """Read a plain, blank-line-free file with DuckDB's ``read_csv``; the relation of its rows.
 
     Every line after the header is one record with exactly ``len(names)`` fields (strict mode
-    raises otherwise), so a record's line is its position + 1. Positions come from
-    ``row_number() OVER ()``, a streaming window, which DuckDB runs in source order (a fixed-order
-    operator, single-threaded pipeline; insertion order preserved). Returns None, so that the
-    caller reads line by line, when the reader raises (ragged row, bad UTF-8, long line) or
-    returns another number of records than ``expected``.
+    raises otherwise), so a record's line is its position + 2. The file is read in parallel
+    into the temporary table ``raw_<kind>`` in file order (insertion order is preserved,
+    :func:`connect`), so the position is the table's ``rowid``; the checks then run in parallel
+    over the table. Returns None, so that the caller reads line by line, when the reader raises
+    (ragged row, bad UTF-8, long line) or gives another number of records than ``expected``.
     """
     required, optional = LAYOUTS[kind]
     n = len(names)
     types = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(n))
-    cols = [
-        f"c{names.index(c)} AS {_id(c)}" if c in names else f"CAST(NULL AS VARCHAR) AS {_id(c)}"
-        for c in required + optional
-    ]
     raw = f"raw_{kind}"
     con.execute("SET preserve_insertion_order = true")
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {raw} AS
-SELECT CAST(row_number() OVER () + 1 AS BIGINT) AS line, CAST({n} AS BIGINT) AS n_fields,
-  CAST({n} AS BIGINT) AS n_header, {", ".join(cols)}
+            f"""CREATE OR REPLACE TEMP TABLE {raw} AS SELECT *
 FROM read_csv(?, header = false, skip = 1, delim = ',', quote = '', escape = '',
   auto_detect = false, columns = {{{types}}}, strict_mode = true, null_padding = false)""",
             [str(path)],
@@ -251,11 +254,26 @@ FROM read_csv(?, header = false, skip = 1, delim = ',', quote = '', escape = '',
     except duckdb.Error:
         con.execute(f"DROP TABLE IF EXISTS {raw}")
         return None
-    row = con.execute(f"SELECT COUNT(*), MAX(line) FROM {raw}").fetchone()
-    if row is None or row[0] != expected or (expected and row[1] != expected + 1):
+    row = con.execute(f"SELECT COUNT(*), MIN(rowid), MAX(rowid) FROM {raw}").fetchone()
+    if row is None or row[0] != expected or (expected and (row[1], row[2]) != (0, expected - 1)):
         con.execute(f"DROP TABLE {raw}")
         return None
-    return raw
+    cols = [
+        f"c{names.index(c)} AS {_id(c)}" if c in names else f"CAST(NULL AS VARCHAR) AS {_id(c)}"
+        for c in required + optional
+    ]
+    return f"""(SELECT CAST(rowid + 2 AS BIGINT) AS line,
+  CAST({n} AS BIGINT) AS n_fields, CAST({n} AS BIGINT) AS n_header, {", ".join(cols)}
+FROM {raw})"""
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """The text records of a file as a relation (from :func:`_load_raw`)."""
+
+    rel: str
+    #: whether values need TRIM (see :func:`_needs_trim`)
+    trim: bool
 
 
 def _needs_trim(data: bytes) -> bool:
@@ -273,7 +291,7 @@ def _check_header(names: list[str], path: Path, kind: str) -> None:
         )
 
 
-def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> tuple[str, bool]:
+def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> _Raw:
     """The text records of ``path`` as a relation, and whether values need trimming.
 
     Columns: line, n_fields, n_header, then the layout columns as text. Plain files
@@ -302,7 +320,7 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> tuple[st
         if _no_blank_lines(data) and not trailing_comma:
             rel = _csv_raw(con, path, kind, names, _records_after_header(data))
             if rel is not None:
-                return rel, trim
+                return _Raw(rel, trim)
         # one thread splits the text into lines; the checks then run in parallel over the table
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {_LINES} AS "
@@ -310,7 +328,7 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> tuple[st
             "FROM (SELECT string_split(content, chr(10)) AS l FROM read_text(?))",
             [str(path)],
         )
-        return f"({_plain_raw_sql(kind, names)})", trim
+        return _Raw(f"({_plain_raw_sql(kind, names)})", trim)
     raw = f"raw_{kind}"
     _create_raw(con, raw, kind)
     for chunk in _chunks(path, kind):
@@ -318,7 +336,22 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> tuple[st
             con.register("_aki_chunk", chunk)
             con.execute(f"INSERT INTO {raw} BY NAME SELECT * FROM _aki_chunk")
             con.unregister("_aki_chunk")
-    return raw, trim
+    return _Raw(raw, trim)
+
+
+def _load(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    kind: str,
+    table: str,
+    checked_sql: Callable[[_Raw], str],
+    select_ok: str,
+) -> FileLoad:
+    """Read ``path`` (:func:`_load_raw`), run the checks ``checked_sql(raw)`` (rows with a
+    ``reason``) into a temporary table, and split it into ``table`` and the rejects table."""
+    raw = _load_raw(con, path, kind)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {checked_sql(raw)}")
+    return _finish(con, path, kind, table, select_ok)
 
 
 def _id(col: str) -> str:
@@ -326,7 +359,7 @@ def _id(col: str) -> str:
 
 
 def _trimmed(
-    raw: tuple[str, bool], kind: str, *, times: tuple[str, ...] = (), nums: tuple[str, ...] = ()
+    raw: _Raw, kind: str, *, times: tuple[str, ...] = (), nums: tuple[str, ...] = ()
 ) -> str:
     """``raw`` (from :func:`_load_raw`) with every layout column trimmed, plus ``<col>_t``
     (UTC TIMESTAMP) for ``times`` and ``<col>_n`` (DOUBLE) for ``nums``, each parsed once (NULL
@@ -335,7 +368,7 @@ def _trimmed(
     ISO-8601 text -> TIMESTAMPTZ (an offset is applied) -> naive UTC: the session TimeZone is UTC.
     """
     required, optional = LAYOUTS[kind]
-    rel, trim = raw
+    rel, trim = raw.rel, raw.trim
     fn = "TRIM" if trim else ""
     trims = ", ".join(f"{fn}({_id(c)}) AS {_id(c)}" for c in required + optional)
     parsed = [
@@ -392,16 +425,10 @@ def _time_reason(col: str, label: str, *, need_clock: bool = True) -> str:
 
 
 def _finish(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    kind: str,
-    table: str,
-    checked_sql: str,
-    select_ok: str,
+    con: duckdb.DuckDBPyConnection, path: Path, kind: str, table: str, select_ok: str
 ) -> FileLoad:
-    """Split ``checked_sql`` (rows with a ``reason``) into ``table`` and the rejects table."""
+    """Split the temporary table ``_checked`` into ``table`` and the rejects table."""
     _ensure_rejects(con)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {checked_sql}")
     con.execute(
         f"CREATE OR REPLACE TABLE {table} AS {select_ok} FROM _checked WHERE reason IS NULL"
     )
@@ -416,16 +443,18 @@ def _finish(
     assert row is not None
     con.execute("DROP TABLE _checked")
     con.execute(f"DROP TABLE IF EXISTS {_LINES}")
+    con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
     read, ok = int(row[0]), int(row[1])
     return FileLoad(kind, path, table, read, ok, read - ok)
 
 
 def load_creatinine(con: duckdb.DuckDBPyConnection, path: Path, table: str = "creat") -> FileLoad:
     """``c.csv`` -> ``table`` (rid = line, patient_id, t, scr µmol/L, value, unit as given)."""
-    raw = _load_raw(con, path, "creatinine")
-    src = _trimmed(raw, "creatinine", times=("time",), nums=("value",))
     scr = f"(CASE unit_c WHEN 'mg/dL' THEN value_n * {UMOL_PER_MGDL!r} ELSE value_n END)"
-    checked = f"""
+
+    def checked(raw: _Raw) -> str:
+        src = _trimmed(raw, "creatinine", times=("time",), nums=("value",))
+        return f"""
 SELECT line, patient_id, time_t AS t, scr, value_n AS value, unit_c AS unit,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
@@ -440,7 +469,8 @@ SELECT line, patient_id, time_t AS t, scr, value_n AS value, unit_c AS unit,
               || ' umol/L (outside 10-3000)'
   END AS reason
 FROM (SELECT *, {scr} AS scr FROM (SELECT *, {_unit_sql("unit")} AS unit_c FROM {src}))"""
-    return _finish(
+
+    return _load(
         con,
         path,
         "creatinine",
@@ -452,9 +482,10 @@ FROM (SELECT *, {scr} AS scr FROM (SELECT *, {_unit_sql("unit")} AS unit_c FROM 
 
 def load_urine(con: duckdb.DuckDBPyConnection, path: Path, table: str = "urine") -> FileLoad:
     """``u.csv`` -> ``table`` (uid = line, patient_id, start, "end", volume_ml)."""
-    raw = _load_raw(con, path, "urine")
-    src = _trimmed(raw, "urine", times=("start", "end"), nums=("volume_ml",))
-    checked = f"""
+
+    def checked(raw: _Raw) -> str:
+        src = _trimmed(raw, "urine", times=("start", "end"), nums=("volume_ml",))
+        return f"""
 SELECT line, patient_id, start_t AS start, end_t AS "end", volume_ml_n AS volume_ml,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
@@ -468,7 +499,8 @@ SELECT line, patient_id, start_t AS start, end_t AS "end", volume_ml_n AS volume
             || volume_ml
   END AS reason
 FROM {src}"""
-    return _finish(
+
+    return _load(
         con,
         path,
         "urine",
@@ -480,9 +512,10 @@ FROM {src}"""
 
 def load_weights(con: duckdb.DuckDBPyConnection, path: Path, table: str = "weights") -> FileLoad:
     """``w.csv`` -> ``table`` (patient_id, t, weight_kg)."""
-    raw = _load_raw(con, path, "weights")
-    src = _trimmed(raw, "weights", times=("time",), nums=("weight_kg",))
-    checked = f"""
+
+    def checked(raw: _Raw) -> str:
+        src = _trimmed(raw, "weights", times=("time",), nums=("weight_kg",))
+        return f"""
 SELECT line, patient_id, time_t AS t, weight_kg_n AS weight_kg,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
@@ -493,14 +526,16 @@ SELECT line, patient_id, time_t AS t, weight_kg_n AS weight_kg,
          THEN 'implausible weight (outside 1-500 kg): ' || weight_kg
   END AS reason
 FROM {src}"""
-    return _finish(con, path, "weights", table, checked, "SELECT patient_id, t, weight_kg")
+
+    return _load(con, path, "weights", table, checked, "SELECT patient_id, t, weight_kg")
 
 
 def load_rrt(con: duckdb.DuckDBPyConnection, path: Path, table: str = "rrt") -> FileLoad:
     """``r.csv`` -> ``table`` (patient_id, start, "end" NULL = ongoing)."""
-    raw = _load_raw(con, path, "rrt")
-    src = _trimmed(raw, "rrt", times=("start", "end"))
-    checked = f"""
+
+    def checked(raw: _Raw) -> str:
+        src = _trimmed(raw, "rrt", times=("start", "end"))
+        return f"""
 SELECT line, patient_id, start_t AS start, end_t AS "end",
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
@@ -512,7 +547,8 @@ SELECT line, patient_id, start_t AS start, end_t AS "end",
        WHEN end_t < start_t THEN 'end is before start'
   END AS reason
 FROM {src}"""
-    return _finish(con, path, "rrt", table, checked, 'SELECT patient_id, start, "end"')
+
+    return _load(con, path, "rrt", table, checked, 'SELECT patient_id, start, "end"')
 
 
 def load_patients(con: duckdb.DuckDBPyConnection, path: Path, table: str = "patients") -> FileLoad:
@@ -520,11 +556,12 @@ def load_patients(con: duckdb.DuckDBPyConnection, path: Path, table: str = "pati
 
     Sex accepts male/female/m/f in any case. A second row for the same patient is rejected.
     """
-    raw = _load_raw(con, path, "patients")
-    src = _trimmed(raw, "patients")
     sex = "(CASE LOWER(sex) WHEN 'male' THEN 'male' WHEN 'm' THEN 'male' "
     sex += "WHEN 'female' THEN 'female' WHEN 'f' THEN 'female' END)"
-    checked = f"""
+
+    def checked(raw: _Raw) -> str:
+        src = _trimmed(raw, "patients")
+        return f"""
 SELECT line, patient_id, bd AS birth_date, sex_c AS sex,
   CASE WHEN n_fields <> n_header THEN {_ragged()}
        WHEN {_blank("patient_id")} THEN 'missing patient_id'
@@ -536,4 +573,5 @@ SELECT line, patient_id, bd AS birth_date, sex_c AS sex,
               || CAST(MIN(line) OVER (PARTITION BY patient_id) AS VARCHAR) || ')'
   END AS reason
 FROM (SELECT *, TRY_CAST(birth_date AS DATE) AS bd, {sex} AS sex_c FROM {src})"""
-    return _finish(con, path, "patients", table, checked, "SELECT patient_id, birth_date, sex")
+
+    return _load(con, path, "patients", table, checked, "SELECT patient_id, birth_date, sex")

@@ -141,11 +141,13 @@ def _whole_seconds(hours: float) -> int:
     return secs
 
 
-def _rates_ctes(urine: str, weights: str, carry: Sequence[str]) -> str:
+def _rates_ctes(urine: str, weights: str, carry: Sequence[str], *, uid: bool = True) -> str:
     """CTEs ``_u`` (input + uid), ``_wsel`` (chosen weight) and ``_rates`` (one row per period).
 
-    The weight is an as-of join written portably: all weights at or before the start, keep those
-    at the latest instant (window MAX), average them.
+    The weight is an as-of join written portably: the weights averaged per instant (several
+    charted at the same instant), then among those at or before the start the latest one
+    (``ARG_MAX`` by time, unique per patient after the averaging; Spark ``MAX_BY``), once per
+    distinct (patient, start). ``uid`` (a ROW_NUMBER, one more sort) only when asked for.
     """
     taken = set(RATE_COLUMNS)
     for c in carry:
@@ -154,12 +156,17 @@ def _rates_ctes(urine: str, weights: str, carry: Sequence[str]) -> str:
     extra_sel = "".join(f", {_ident(c)}" for c in carry)
     extra_ord = "".join(f", {_ident(c)}" for c in carry)
     extra_out = "".join(f", u.{_ident(c)}" for c in carry)
-    return f"""_u AS (
-    SELECT
-        ROW_NUMBER() OVER (
+    uid_col = (
+        f"""ROW_NUMBER() OVER (
             PARTITION BY patient_id ORDER BY "start", "end", volume_ml{extra_ord}
         ) AS uid,
-        patient_id, "start", "end", CAST(volume_ml AS DOUBLE) AS volume_ml{extra_sel}
+        """
+        if uid
+        else ""
+    )
+    return f"""_u AS (
+    SELECT
+        {uid_col}patient_id, "start", "end", CAST(volume_ml AS DOUBLE) AS volume_ml{extra_sel}
     FROM {_rel(urine)}
 ),
 _w AS (
@@ -167,21 +174,21 @@ _w AS (
     FROM {_rel(weights)}
     WHERE t IS NOT NULL AND weight_kg IS NOT NULL AND weight_kg > 0
 ),
-_wcand AS (
-    SELECT u.patient_id, u.uid, w.t, w.weight_kg,
-        MAX(w.t) OVER (PARTITION BY u.patient_id, u.uid) AS last_t
-    FROM _u AS u
-    JOIN _w AS w ON w.patient_id = u.patient_id AND w.t <= u."start"
+_wagg AS (
+    SELECT patient_id, t, AVG(weight_kg) AS weight_kg
+    FROM _w
+    GROUP BY patient_id, t
 ),
 _wsel AS (
-    SELECT patient_id, uid, MAX(t) AS weight_time, AVG(weight_kg) AS weight_kg
-    FROM _wcand
-    WHERE t = last_t
-    GROUP BY patient_id, uid
+    SELECT s.patient_id, s."start", MAX(w.t) AS weight_time,
+        ARG_MAX(w.weight_kg, w.t) AS weight_kg
+    FROM (SELECT DISTINCT patient_id, "start" FROM _u) AS s
+    JOIN _wagg AS w ON w.patient_id = s.patient_id AND w.t <= s."start"
+    GROUP BY s.patient_id, s."start"
 ),
 _rates AS (
     SELECT
-        u.uid, u.patient_id, u."start", u."end",
+        {"u.uid, " if uid else ""}u.patient_id, u."start", u."end",
         (EPOCH(u."end") - EPOCH(u."start")) / 3600.0 AS hours,
         u.volume_ml, ws.weight_kg, ws.weight_time,
         CASE
@@ -198,7 +205,7 @@ _rates AS (
             ELSE u.volume_ml = 0
         END AS anuric{extra_out}
     FROM _u AS u
-    LEFT JOIN _wsel AS ws ON ws.patient_id = u.patient_id AND ws.uid = u.uid
+    LEFT JOIN _wsel AS ws ON ws.patient_id = u.patient_id AND ws."start" = u."start"
 )"""
 
 
@@ -327,7 +334,7 @@ def below_threshold_runs_sql(
     """
     secs = _whole_seconds(min_hours)
     pred = _criterion_predicate(below_ml_kg_h)
-    return f"""WITH {_rates_ctes(urine, weights, ())},
+    return f"""WITH {_rates_ctes(urine, weights, (), uid=False)},
 {_segments_ctes()},
 {_runs_ctes(pred, secs, "_runs")}
 SELECT patient_id, "start", "end",
@@ -345,14 +352,20 @@ def urine_stages_sql(urine: str, weights: str) -> str:
     ``criterion`` ('<0.5x6h', '<0.5x12h', '<0.3x24h', 'anuria12h') and ``reason``, e.g.
     ``urine output < 0.5 mL/kg/h for 14.0 h (stage 2)``. A run of 14 h below 0.5 gives two rows
     (stage 1 at start + 6 h, stage 2 at start + 12 h); the patient's stage at time T is the
-    highest ``stage`` with ``stage_time <= T``.
+    highest ``stage`` with ``stage_time <= T``. Criteria with the same threshold (< 0.5 for 6 h
+    and for 12 h) share one gaps-and-islands pass (runs of at least the shorter duration), each
+    keeping the runs that last its own hours.
     """
-    parts: list[str] = []
+    preds: dict[str, int] = {}  # predicate -> shortest duration (s) among its criteria
+    for c in CRITERIA:
+        pred, secs = _criterion_predicate(c.below_ml_kg_h), _whole_seconds(c.min_hours)
+        preds[pred] = min(secs, preds.get(pred, secs))
+    names = {pred: f"_c{i}" for i, pred in enumerate(preds)}
+    parts = [_runs_ctes(pred, secs, names[pred]) for pred, secs in preds.items()]
     selects: list[str] = []
-    for i, c in enumerate(CRITERIA):
-        secs = _whole_seconds(c.min_hours)
-        name = f"_c{i}"
-        parts.append(_runs_ctes(_criterion_predicate(c.below_ml_kg_h), secs, name))
+    for c in CRITERIA:
+        pred, secs = _criterion_predicate(c.below_ml_kg_h), _whole_seconds(c.min_hours)
+        keep = f'\nWHERE EPOCH("end") - EPOCH("start") >= {secs}' if secs > preds[pred] else ""
         hours = '(EPOCH("end") - EPOCH("start")) / 3600.0'
         selects.append(
             f"""SELECT patient_id, "start", "end", {hours} AS hours,
@@ -362,11 +375,11 @@ def urine_stages_sql(urine: str, weights: str) -> str:
     CONCAT('{c.text} for ',
         CAST(CAST(ROUND({hours}, 1) AS DECIMAL(10, 1)) AS VARCHAR),
         ' h (stage {c.stage})') AS reason
-FROM {name}"""
+FROM {names[pred]}{keep}"""
         )
     union = "\nUNION ALL\n".join(selects)
     runs = ",\n".join(parts)
-    return f"""WITH {_rates_ctes(urine, weights, ())},
+    return f"""WITH {_rates_ctes(urine, weights, (), uid=False)},
 {_segments_ctes()},
 {runs}
 {union}"""

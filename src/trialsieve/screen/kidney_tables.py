@@ -87,6 +87,10 @@ class KidneyTables:
         )
         return u, w
 
+    def urine_stages(self) -> str:
+        """KDIGO urine-output stages per period (kidney.urine), once per run."""
+        return self._make("__urine_stages", urine.urine_stages_sql(*self.urine()))
+
     # -- the aki rule node ----------------------------------------------------------------
     def aki_node(self, comp: Compiler, body: Mapping[str, Any]) -> Verdicts:
         """Compile ``aki: {condition, onset_within, baseline}`` (docs/PROTOCOLS.md)."""
@@ -133,10 +137,7 @@ class KidneyTables:
             s = self.stages(baseline)
             sample = ("s.baseline_time", "s.baseline_umol_l", "'baseline sample'")
             creat = self._creat_rows(s, f"s.kdigo_stage >= {lo}", "s.kdigo_reason", sample)
-            uo = (
-                self._urine_rows(urine.urine_stages_sql(*self.urine()), "stage_time", "reason")
-                + f" AND x.stage >= {lo}"
-            )
+            uo = self._urine_rows(self.urine_stages(), "stage_time", "x.reason", f"x.stage >= {lo}")
             return f"({creat}) UNION ALL ({uo})"
         if kind == "creatinine_rise":
             rise = float(spec.get("umol_l", 26.5))
@@ -170,7 +171,10 @@ class KidneyTables:
         if kind == "urine_output":
             below = float(spec["below_ml_kg_h"])
             hours = float(spec["hours"])
-            runs = urine.below_threshold_runs_sql(*self.urine(), below, hours)
+            runs = self._make(
+                f"__urine_runs_{below:g}_{hours:g}".replace(".", "_"),
+                urine.below_threshold_runs_sql(*self.urine(), below, hours),
+            )
             why = (
                 f"'urine output < {below:g} mL/kg/h for ' || {fmt_num('x.hours')} || ' h from ' "
                 f"|| strftime(x.start, '%Y-%m-%d %H:%M') || ' (rule: >= {hours:g} h)'"
@@ -203,12 +207,13 @@ class KidneyTables:
             f"AND r.t = {t_col} AND r.scr = {v_col} WHERE {where})"
         )
 
-    def _urine_rows(self, runs_sql: str, time_col: str, why: str) -> str:
-        reason = why if why.startswith("'") else f"x.{why}"
+    def _urine_rows(self, table: str, time_col: str, why: str, where: str = "TRUE") -> str:
+        """Hit rows of urine-output ``table`` (aliased x) where ``where`` holds; ``why`` is
+        the SQL of the reason."""
         ev = evidence_struct(
-            "'urine output'", "'urine_volume'", "x.hours", "'h'", f"x.{time_col}", reason
+            "'urine output'", "'urine_volume'", "x.hours", "'h'", f"x.{time_col}", why
         )
         return (
-            f"SELECT x.patient_id, x.{time_col} AS t, {reason} AS why, {ev} AS ev1 "
-            f"FROM ({runs_sql}) x WHERE TRUE"
+            f"SELECT x.patient_id, x.{time_col} AS t, {why} AS why, {ev} AS ev1 "
+            f"FROM {table} x WHERE {where}"
         )
