@@ -1,0 +1,99 @@
+"""Explanation lookups in a population-sized results.parquet (issue 5, benchmark 4).
+
+Screening a 1M-patient store does not fit this 2-core machine's time budget, so this script
+builds the results file such a run writes from a real, smaller run: the records of
+``--from`` (a results.parquet of ``bench/screen.py``) repeated with fresh patient ids until
+``--patients`` patients (x 4 trials) are present, written by the same writer
+(``screen.results_file.write_parquet``: sorted by patient, row groups of 256). It then times,
+in one process, opening the file and ``--lookups`` single-patient lookups (p50/p95; target
+p95 <= 50 ms), and, as the baseline in the same run, the same lookups done by a DuckDB query
+over the file.
+
+    .venv/bin/python bench/explain_lookup.py --from .bench/screen/results-100000.parquet \\
+        --patients 1000000 [--lookups 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from trialsieve.protocols.loader import load_bundled
+from trialsieve.screen.results_file import ResultsLookup, write_parquet
+
+WORK = Path(__file__).resolve().parents[1] / ".bench" / "explain"
+
+
+def build(src: Path, patients: int, out: Path) -> int:
+    """Write ``out``: the records of ``src`` repeated under new ids up to ``patients``."""
+    base = pq.read_table(src)
+    n_src = len(pc.unique(base["patient_id"]))
+    copies = -(-patients // n_src)
+
+    def batches() -> pa.RecordBatchReader:
+        def gen() -> Iterator[pa.RecordBatch]:
+            # ids "R<copy><original id>" keep each copy sorted and copies in order
+            for k in range(copies):
+                ids = pc.binary_join_element_wise(f"R{k:04d}", base["patient_id"], "")
+                yield from base.set_column(0, "patient_id", ids).to_batches(65_536)
+
+        schema = base.schema.remove_metadata()
+        return pa.RecordBatchReader.from_batches(schema, gen())
+
+    return write_parquet(batches(), out, load_bundled())
+
+
+def pct(times: list[float]) -> str:
+    times = sorted(times)
+    p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.95))]
+    return f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--from", dest="src", type=Path, required=True)
+    ap.add_argument("--patients", type=int, default=1_000_000)
+    ap.add_argument("--lookups", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    out = WORK / f"results-{args.patients}.parquet"
+    t = time.perf_counter()
+    rows = build(args.src, args.patients, out)
+    print(f"built {out.name}: {rows:,} records, {out.stat().st_size / 2**20:.0f} MiB, "
+          f"{pq.ParquetFile(out).metadata.num_row_groups:,} row groups "
+          f"in {time.perf_counter() - t:.1f} s (not timed below)")  # fmt: skip
+    ids = [r[0] for r in duckdb.sql(
+        f"SELECT DISTINCT patient_id FROM read_parquet('{out}')").fetchall()]  # fmt: skip
+    sample = random.Random(args.seed).sample(ids, min(args.lookups, len(ids)))
+    t = time.perf_counter()
+    lookup = ResultsLookup(out)
+    print(f"open: {(time.perf_counter() - t) * 1000:.0f} ms (once per session)")
+    times = []
+    for pid in sample:
+        t = time.perf_counter()
+        assert len(lookup.patient(pid)) == 4
+        times.append(time.perf_counter() - t)
+    ours = sorted(times)[int(len(times) * 0.95)]
+    print(f"ResultsLookup, {len(times)} patients: {pct(times)} (target p95 <= 50 ms)")
+    con = duckdb.connect()
+    times = []
+    for pid in sample[:100]:
+        t = time.perf_counter()
+        con.execute(f"SELECT * FROM read_parquet('{out}') WHERE patient_id = ?", [pid]).fetchall()
+        times.append(time.perf_counter() - t)
+    base = sorted(times)[int(len(times) * 0.95)]
+    print(f"baseline DuckDB query, {len(times)} patients: {pct(times)}; "
+          f"p95 ratio baseline / ours {base / ours:.1f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
