@@ -179,6 +179,15 @@ def _cases() -> list[bytes]:
         orjson.dumps(_obs(62)).replace(b"1.1", b"11E-1"),
         orjson.dumps(_obs(63)).replace(b'"p1"', b'"p\\u00e9"'),
         "é".encode("latin-1") + orjson.dumps(_obs(64)),
+        # strings with escapes, non-ASCII or of another JSON type in id / status / reference
+        orjson.dumps(_obs(65)).replace(b'"o65"', b'"o\\"65"'),
+        orjson.dumps(_obs(66)).replace(b'"o66"', b'"o\\u0036\\u0036"'),
+        orjson.dumps(_obs(67, id="o67\u00e9")),
+        orjson.dumps(_obs(68)).replace(b'"final"', b'"fin\\u0061l"'),
+        orjson.dumps(_obs(69, status="entered-in-error")).replace(b"-error", b"-err\\u006fr"),
+        orjson.dumps(_obs(72, subject={"reference": "Patient/p\\1"})),
+        orjson.dumps(_obs(73)).replace(b'"Patient/p1"', b'"Patient\\/p1"'),
+        orjson.dumps(_obs(74, id='"')),
     ]
     return lines
 

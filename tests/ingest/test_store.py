@@ -129,3 +129,38 @@ def test_last_duplicate_within_a_run_wins(tmp_path: Path) -> None:
     _ingest(tmp_path, ["p1", "p1"], [("p1", "Observation/a", 80.0), ("p1", "Observation/a", 81.0)])
     assert _query(tmp_path, "SELECT value FROM events") == [(81.0,)]
     assert _query(tmp_path, "SELECT count(*) FROM patients") == [(1,)]
+
+
+def test_rows_already_in_store_order_give_the_same_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sorted input (no reordering needed) and shuffled input write the same events."""
+    import pyarrow.parquet as pq
+
+    from trialsieve.store import writer
+
+    rows = [("p1", f"Observation/{c}", float(i)) for i, c in enumerate("abcdef")]
+    stores = []
+    for name, order in (("sorted", rows), ("shuffled", rows[3:] + rows[::-1][3:])):
+        first = _ingest(tmp_path / name, ["p1"], order)
+        # event ids sort the rows (same patient and time): find the store order, ingest it
+        stored = pq.read_table(tmp_path / name / "events" / "ds1.parquet")
+        by_source = {r[1]: r for r in order}
+        in_store = [by_source[s] for s in stored.column("source").to_pylist()]
+        with monkeypatch.context() as m:  # rows in store order are not moved
+            m.setattr(writer, "_take", None)
+            second = _ingest(tmp_path / f"{name}2", ["p1"], in_store)
+        n_obs = [s.by_type["Observation"].stored for s in (first, second)]
+        assert n_obs == [len(rows), len(rows)]
+        stores.append(pq.read_table(tmp_path / f"{name}2" / "events" / "ds1.parquet"))
+        assert stores[-1].equals(stored)
+    assert stores[0].equals(stores[1])
+
+
+def test_identity_order_check() -> None:
+    from trialsieve.store.writer import _is_identity
+
+    assert _is_identity(pa.array([], pa.int64()))
+    assert _is_identity(pa.array([0, 1, 2], pa.int64()))
+    assert not _is_identity(pa.array([1, 0, 2], pa.int64()))
+    assert not _is_identity(pa.array([1, 2, 3], pa.int64()))

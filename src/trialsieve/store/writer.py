@@ -14,6 +14,7 @@ import logging
 import os
 import re
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -129,6 +130,16 @@ def _take(col: pa.ChunkedArray, indices: pa.Array) -> pa.Array:
             taken = arr.dictionary_encode().take(indices)
             return taken.dictionary.take(taken.indices)
     return arr.take(indices)
+
+
+#: columns gathered at once when the rows are put in store order
+_TAKE_THREADS = 2
+
+
+def _is_identity(order: pa.Array) -> bool:
+    """True when ``order`` is 0, 1, 2, ... (taking it would give the rows unchanged)."""
+    idx = order.to_numpy(zero_copy_only=False)
+    return bool(idx[0] == 0 and (np.diff(idx) == 1).all()) if len(idx) else True
 
 
 def _atomic_write_parquet(table: pa.Table, path: Path) -> None:
@@ -317,19 +328,30 @@ class StoreWriter:
         )
         # only the sort keys go through DuckDB; the rows are then taken in that order (moving
         # every column through the dedup and the sort costs several times more)
-        keys = con.sql(
+        n0 = con.sql(
             """
-            WITH n0 AS (
+            SELECT *, hash(event_id) AS h FROM (
               SELECT __i, patient_id, start_time,
                 coalesce(event_id, md5(concat_ws('|', dataset, source, code_system, code,
                                                   kind)))::VARCHAR AS event_id
-              FROM new_e WHERE patient_id IN (SELECT patient_id FROM known)
-            ), n AS (
-              -- the last row of each event_id (a hash aggregate: cheaper than a window)
+              FROM new_e WHERE patient_id IN (SELECT patient_id FROM known))
+            """
+        ).to_arrow_table()
+        con.register("n0", n0)
+        # distinct 64-bit hashes prove distinct ids (a collision only costs the full dedup)
+        hashes = np.sort(n0.column("h").to_numpy())
+        if not (hashes[1:] == hashes[:-1]).any():
+            # no event id twice among the new rows (the usual case): the dedup is a no-op
+            dedup = "SELECT __i, patient_id, start_time, event_id FROM n0"
+        else:
+            # the last row of each event_id (a hash aggregate: cheaper than a window)
+            dedup = """
               SELECT max(__i) AS __i, arg_max_null(patient_id, __i) AS patient_id,
                 arg_max_null(start_time, __i) AS start_time, event_id
-              FROM n0 GROUP BY event_id
-            )
+              FROM n0 GROUP BY event_id"""
+        keys = con.sql(
+            f"""
+            WITH n AS ({dedup})
             SELECT __i, event_id FROM (
               SELECT __i, patient_id, start_time, event_id FROM old_e
               WHERE event_id NOT IN (SELECT event_id FROM n)
@@ -339,11 +361,18 @@ class StoreWriter:
         ).to_arrow_table()
         rows = pa.concat_tables([new.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA), old])
         order = keys.column("__i").combine_chunks()
+        names = [f.name for f in EVENTS_SCHEMA if f.name != "event_id"]
+        if len(order) == rows.num_rows and _is_identity(order):
+            # already in the target order (no duplicates, rows sorted): nothing to move
+            taken = [rows.column(name).combine_chunks() for name in names]
+        else:
+            # the columns are independent and pyarrow releases the GIL: two at a time
+            with ThreadPoolExecutor(max_workers=_TAKE_THREADS) as pool:
+                taken = list(pool.map(lambda name: _take(rows.column(name), order), names))
+        by_name = dict(zip(names, taken, strict=True))
         merged = pa.Table.from_arrays(
             [
-                keys.column("event_id").cast(f.type)
-                if f.name == "event_id"
-                else _take(rows.column(f.name), order)
+                keys.column("event_id").cast(f.type) if f.name == "event_id" else by_name[f.name]
                 for f in EVENTS_SCHEMA
             ],
             schema=EVENTS_SCHEMA,
