@@ -188,6 +188,10 @@ def _cases() -> list[bytes]:
         orjson.dumps(_obs(72, subject={"reference": "Patient/p\\1"})),
         orjson.dumps(_obs(73)).replace(b'"Patient/p1"', b'"Patient\\/p1"'),
         orjson.dumps(_obs(74, id='"')),
+        # a status that is not a code string: rejected with a reason, the run goes on
+        orjson.dumps(_obs(75, status=5)),
+        orjson.dumps(_obs(76, status=["final"])),
+        orjson.dumps(_obs(77, status={"code": "final"})),
     ]
     return lines
 
@@ -215,6 +219,14 @@ def test_edge_cases_same_as_per_record_path(
     obs = summary.by_type["Observation"]
     assert obs.rejected_total > 10 and obs.stored > 30
     assert obs.warnings == 1  # the unitless 55284-4 panel (o45)
+    rejects = (tmp_path / "fast" / "rejects.jsonl").read_bytes().splitlines()
+    # locator "line N (Observation/id)": the line and the resource
+    reasons = {r["locator"].split("(")[-1][:-1]: r["reason"] for r in map(orjson.loads, rejects)}
+    assert {k: v for k, v in reasons.items() if "status" in v and "error" not in v} == {
+        "Observation/o75": "status is not a code string: int",
+        "Observation/o76": "status is not a code string: list",
+        "Observation/o77": "status is not a code string: dict",
+    }
 
 
 @pytest.mark.parametrize("chunk", [fhir_fast.CHUNK_BYTES, 1000, 7])

@@ -387,7 +387,7 @@ class FhirReader:
         return pid
 
     def _observation(self, res: dict[str, Any], source: str) -> list[dict[str, Any]]:
-        if res.get("status") == "entered-in-error":
+        if _status(res) == "entered-in-error":
             raise Reject("status entered-in-error")
         pid = self._subject(res)
         if res.get("effectiveDateTime"):
@@ -402,7 +402,7 @@ class FhirReader:
             raise Reject("missing time (effective[x])")
         category = obs_category(res.get("category"))
         base = {"patient_id": pid, "start_time": start, "end_time": end, "source": source,
-                "status": res.get("status")}  # fmt: skip
+                "status": _status(res)}  # fmt: skip
         ranges = res.get("referenceRange") or []
         components = res.get("component") or []
         has_value = any(k in res for k in _VALUE_KEYS)
@@ -488,7 +488,7 @@ class FhirReader:
         ]  # fmt: skip
 
     def _procedure(self, res: dict[str, Any], source: str) -> list[dict[str, Any]]:
-        if res.get("status") == "entered-in-error":
+        if _status(res) == "entered-in-error":
             raise Reject("status entered-in-error")
         pid = self._subject(res)
         if res.get("performedDateTime"):
@@ -503,7 +503,7 @@ class FhirReader:
         return [
             {"patient_id": pid, "kind": "procedure", "code_system": system, "code": code,
              "display": display, "start_time": start, "end_time": end, "source": source,
-             "status": res.get("status")}
+             "status": _status(res)}
         ]  # fmt: skip
 
     def _med_row(
@@ -514,7 +514,7 @@ class FhirReader:
         end: dt.datetime | None,
         dosage: dict[str, Any] | None,
     ) -> list[dict[str, Any]]:
-        if res.get("status") == "entered-in-error":
+        if _status(res) == "entered-in-error":
             raise Reject("status entered-in-error")
         pid = self._subject(res)
         if start is None:
@@ -538,7 +538,7 @@ class FhirReader:
         return [
             {"patient_id": pid, "kind": "medication", "code_system": system, "code": code,
              "display": display, "start_time": start, "end_time": end, "source": source,
-             "status": res.get("status"), "dose_value": dose_value, "dose_unit": dose_unit,
+             "status": _status(res), "dose_value": dose_value, "dose_unit": dose_unit,
              "route": route}
         ]  # fmt: skip
 
@@ -566,7 +566,7 @@ class FhirReader:
         return self._med_row(res, source, start, end, res.get("dosage"))
 
     def _encounter(self, res: dict[str, Any], source: str) -> list[dict[str, Any]]:
-        if res.get("status") == "entered-in-error":
+        if _status(res) == "entered-in-error":
             raise Reject("status entered-in-error")
         pid = self._subject(res)
         start, end = _period(res.get("period"), "period")
@@ -582,8 +582,17 @@ class FhirReader:
         return [
             {"patient_id": pid, "kind": "encounter", "code_system": system or None,
              "code": code, "display": display, "start_time": start, "end_time": end,
-             "source": source, "status": res.get("status")}
+             "source": source, "status": _status(res)}
         ]  # fmt: skip
+
+
+def _status(res: dict[str, Any]) -> str | None:
+    """The resource's ``status`` code (FHIR R4: a code, i.e. a string); anything else rejects
+    the record rather than stopping the run."""
+    status = res.get("status")
+    if status is not None and not isinstance(status, str):
+        raise Reject(f"status is not a code string: {type(status).__name__}")
+    return status
 
 
 def _concept_code(cc: dict[str, Any] | None) -> str | None:
