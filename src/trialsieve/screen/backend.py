@@ -9,6 +9,7 @@ a SparkSession reading the same Parquet store, with the session time zone pinned
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,6 +71,11 @@ class DuckDBBackend:
             con = duckdb.connect()
             # bounded memory: intermediate tables spill to disk beyond the limit
             con.execute(f"SET memory_limit = '{os.environ.get('TRIALSIEVE_MEMORY_LIMIT', '6GB')}'")
+            # where they spill: the system temp folder, not the working directory
+            spill = os.environ.get("TRIALSIEVE_TEMP_DIR") or str(
+                Path(tempfile.gettempdir()) / "trialsieve-duckdb"
+            )
+            con.execute(f"SET temp_directory = {lit(spill)}")
             con.execute("SET preserve_insertion_order = false")
         self.con = con
 

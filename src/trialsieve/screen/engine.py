@@ -11,8 +11,9 @@ assembled while results are written). Status (issue 4 "Verdicts"):
 - else ``needs_data``: an automatic criterion is ``unknown``;
 - else ``potentially_eligible``: only manual checks remain (the coordinator's checklist).
 
-Restricting ``patient_ids`` runs the identical SQL for a few patients: that is how one verdict
-is explained.
+A patient's verdicts are explained from the records a run wrote (``trialsieve explain``,
+:mod:`trialsieve.screen.results_file`); restricting ``patient_ids`` runs the identical SQL for a
+few patients, to re-evaluate them on fresh data.
 """
 
 from __future__ import annotations
