@@ -301,3 +301,45 @@ def test_long_clean_file_keeps_line_numbers(tmp_path: Path) -> None:
         "OR patient_id <> 'p' || CAST((rid - 2) % 300 AS VARCHAR)"
     ).fetchone()
     assert mismatched == (0,)
+
+
+#: times of the canonical shape (read with the cheaper TIMESTAMP cast) and near misses (read
+#: through TIMESTAMPTZ, offsets applied): both must give what TIMESTAMPTZ alone gives
+_TIME_EDGES = (
+    "2024-01-01T00:00:00Z",
+    "2024-02-29T23:59:59Z",
+    "2024-01-01T24:00:00Z",
+    "2023-02-29T10:00:00Z",
+    "2024-01-01T10:00:60Z",
+    "2024-13-01T10:00:00Z",
+    "2024-01-01T10:00:00+02:00",
+    "2024-01-01T10:00:00 Z",
+    "2024-01-01T10:00:00 +01Z",
+    "2024-01-01T10:00:00 BCZ",
+    "2024-01-01T10:00:00.5Z",
+    "2024-01-01 10:00:00Z",
+    "2024-01-01T10:00Z",
+    "2024-01-01T10:00:00ZZ",
+    "2024-01-01Z",
+)
+
+
+def test_canonical_utc_times_parse_as_with_offsets(tmp_path: Path) -> None:
+    rows = "".join(f"a,{t},80,umol/L\n" for t in _TIME_EDGES)
+    con = connect()
+    load_creatinine(con, write(tmp_path, "c.csv", "patient_id,time,value,unit\n" + rows))
+    got = dict(con.execute("SELECT rid, t FROM creat").fetchall())
+    why = dict(rejects(con))
+    for line, text in enumerate(_TIME_EDGES, start=2):
+        want = con.execute(
+            "SELECT TRY_CAST(TRY_CAST(? AS TIMESTAMPTZ) AS TIMESTAMP)", [text]
+        ).fetchone()
+        assert want is not None
+        if want[0] is None:
+            assert why[line] == f"unparseable time: {text}", text
+        elif line in why:  # parsed, but without a time of day
+            assert why[line].startswith("time has no time of day"), text
+        else:
+            assert got[line] == want[0], text
+    assert got[2] == datetime(2024, 1, 1) and got[3] == datetime(2024, 2, 29, 23, 59, 59)
+    assert got[8] == datetime(2024, 1, 1, 8, 0)  # +02:00 applied

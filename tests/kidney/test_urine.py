@@ -559,3 +559,24 @@ def test_sql_transpiles_to_spark() -> None:
             sql, read="duckdb", write="spark", unsupported_level=ErrorLevel.RAISE
         )
         assert "UNIX_TIMESTAMP(" in spark and "EPOCH(" not in spark.upper()
+
+
+def test_deeply_stacked_sources_match_reference() -> None:
+    """Many periods open at once, of every kind (known rate, charted 0 mL, unknown): the
+    sweep line's packed per-instant counts (periods, unknown, non-zero) stay exact."""
+    urine: list[Period] = []
+    for k in range(40):  # 40 zero-volume sources over 0..14 h, staggered starts and ends
+        urine.append(
+            ("z", T0 + k * timedelta(minutes=3), T0 + 14 * H - k * timedelta(minutes=2), 0.0)
+        )
+    urine += _hourly("z", [0.0] * 16)  # the whole span charted 0 mL as well
+    urine += [("z", T0 + 15 * H, T0 + 16 * H, None)] * 30  # 30 unknown at 15..16 h
+    for k in range(25):  # 25 low sources (1 mL each) over 20..46 h: 25 mL per 26 h, < 0.3
+        urine.append(("m", T0 + 20 * H + k * timedelta(minutes=1), T0 + 46 * H, 1.0))
+    urine += _hourly("m", [0.0] * 27, start=T0 + 20 * H)
+    weights = [("z", T0 - H, 70.0), ("m", T0 - H, 70.0)]
+    con = _connect(urine, weights)
+    got = _sql_episodes(con)
+    assert got == _ref_episodes(urine, weights)
+    assert {r[1] for r in got if r[0] == "z"} == {"anuria12h", "<0.5x6h", "<0.5x12h"}
+    assert {r[1] for r in got if r[0] == "m"} == {"<0.5x6h", "<0.5x12h", "<0.3x24h"}

@@ -53,6 +53,8 @@ WEIGHT_MAX_KG: Final[float] = 500.0
 _CHUNK: Final[int] = 100_000
 #: temporary table of the physical lines of the file being loaded (line, text)
 _LINES: Final[str] = "_aki_lines"
+#: ISO-8601 UTC text without fractions or offset other than Z (regexp_full_match)
+_CANONICAL_UTC: Final[str] = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"
 
 
 class AkiInputError(ValueError):
@@ -366,18 +368,25 @@ def _trimmed(
     when unparseable).
 
     ISO-8601 text -> TIMESTAMPTZ (an offset is applied) -> naive UTC: the session TimeZone is UTC.
+    Text of the exact shape ``YYYY-MM-DDTHH:MM:SSZ`` (``<col>_k``, the usual export) is UTC with
+    no offset to apply: it is cast to TIMESTAMP directly (the same value, a cheaper parse).
     """
     required, optional = LAYOUTS[kind]
     rel, trim = raw.rel, raw.trim
     fn = "TRIM" if trim else ""
     trims = ", ".join(f"{fn}({_id(c)}) AS {_id(c)}" for c in required + optional)
+    canon = [f"regexp_full_match({_id(c)}, {_q(_CANONICAL_UTC)}) AS {_id(c + '_k')}" for c in times]
     parsed = [
-        f"TRY_CAST(TRY_CAST({_id(c)} AS TIMESTAMPTZ) AS TIMESTAMP) AS {_id(c + '_t')}"
+        f"CASE WHEN {_id(c + '_k')} THEN TRY_CAST({_id(c)} AS TIMESTAMP) "
+        f"ELSE TRY_CAST(TRY_CAST({_id(c)} AS TIMESTAMPTZ) AS TIMESTAMP) END AS {_id(c + '_t')}"
         for c in times
     ]
     parsed += [f"TRY_CAST({_id(c)} AS DOUBLE) AS {_id(c + '_n')}" for c in nums]
     extra = (", " + ", ".join(parsed)) if parsed else ""
-    return f"(SELECT *{extra} FROM (SELECT line, n_fields, n_header, {trims} FROM {rel}))"
+    inner = f"(SELECT line, n_fields, n_header, {trims} FROM {rel})"
+    if canon:
+        inner = f"(SELECT *, {', '.join(canon)} FROM {inner})"
+    return f"(SELECT *{extra} FROM {inner})"
 
 
 def _blank(col: str) -> str:
@@ -385,8 +394,10 @@ def _blank(col: str) -> str:
 
 
 def _has_clock(col: str) -> str:
+    """A time of day is given (a time column of :func:`_trimmed`: canonical text has one)."""
     return (
-        f"regexp_matches({_id(col)}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}}')"
+        f"({_id(col + '_k')} OR "
+        f"regexp_matches({_id(col)}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}}'))"
     )
 
 
@@ -409,7 +420,9 @@ def _q(text: str) -> str:
 def _unit_sql(col: str) -> str:
     key = f"LOWER(REPLACE({_id(col)}, ' ', ''))"
     whens = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in UNIT_SPELLINGS.items())
-    return f"(CASE {key} {whens} END)"
+    # the canonical spellings map to themselves: matched first, without LOWER/REPLACE
+    canon = " ".join(f"WHEN {_q(v)} THEN {_q(v)}" for v in sorted(set(UNIT_SPELLINGS.values())))
+    return f"(CASE {_id(col)} {canon} ELSE (CASE {key} {whens} END) END)"
 
 
 def _time_reason(col: str, label: str, *, need_clock: bool = True) -> str:

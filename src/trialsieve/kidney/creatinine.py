@@ -10,10 +10,11 @@ the factor KDIGO 2012 AKI guideline (Kidney Int Suppl 2012;2:1-138, Table 2 foot
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is imported where it is used: the unit constants do not need it
+    import numpy as np
+    import numpy.typing as npt
 
 #: umol/L per mg/dL (KDIGO 2012; molar mass 113.12 g/mol).
 UMOL_PER_MGDL: Final[float] = 88.4
@@ -38,11 +39,15 @@ def parse_unit(unit: str) -> str:
 
 def to_umol_l(value: npt.ArrayLike, unit: str) -> npt.NDArray[np.float64]:
     """Convert creatinine values given in ``unit`` to umol/L."""
+    import numpy as np
+
     v = np.asarray(value, dtype=np.float64)
     return v * UMOL_PER_MGDL if parse_unit(unit) == "mg/dL" else v
 
 
 def to_mg_dl(value: npt.ArrayLike, unit: str) -> npt.NDArray[np.float64]:
     """Convert creatinine values given in ``unit`` to mg/dL."""
+    import numpy as np
+
     v = np.asarray(value, dtype=np.float64)
     return v if parse_unit(unit) == "mg/dL" else v / UMOL_PER_MGDL

@@ -224,6 +224,13 @@ def urine_rates_sql(urine: str, weights: str, *, carry: Sequence[str] = ()) -> s
     return f"WITH {_rates_ctes(urine, weights, carry)}\nSELECT {cols} FROM _rates"
 
 
+#: the three per-point counts of the sweep line (periods; of unknown rate; with non-zero volume)
+#: travel packed in one BIGINT, ``_COUNT_BITS`` bits each: one running SUM instead of three
+_COUNT_BITS: Final[int] = 21
+_C1: Final[int] = 1 << _COUNT_BITS
+_C2: Final[int] = 1 << (2 * _COUNT_BITS)
+
+
 def _segments_ctes() -> str:
     """CTE ``_cov``: the patient's elementary segments with their summed flow, after ``_rates``.
 
@@ -231,7 +238,10 @@ def _segments_ctes() -> str:
     period adds its rate, a count, an unknown-rate count and a non-zero-volume count at its start
     and removes them at its end; running sums over the change points give each segment's state.
     Running float sums can leave residues such as 1e-17; the rate is rounded to
-    ``ROUND_DECIMALS`` decimals, counts are exact integers.
+    ``ROUND_DECIMALS`` decimals, counts are exact integers. The three counts are packed in one
+    integer (count + unknown * 2^21 + non-zero * 2^42): the running sum of the packed deltas is
+    the packed running counts, each in [0, 2^21) (fewer than 2,097,152 periods of a patient
+    overlap at any instant), so one running SUM gives all three exactly.
     """
     return f"""_valid AS (
     SELECT patient_id, "start", "end", rate_ml_kg_h, anuric FROM _rates
@@ -239,20 +249,19 @@ def _segments_ctes() -> str:
 ),
 _delta AS (
     SELECT patient_id, "start" AS t,
-        COALESCE(rate_ml_kg_h, 0.0) AS d_rate, 1 AS d_n,
-        CASE WHEN rate_ml_kg_h IS NULL THEN 1 ELSE 0 END AS d_unknown,
-        CASE WHEN anuric THEN 0 ELSE 1 END AS d_flow
+        COALESCE(rate_ml_kg_h, 0.0) AS d_rate,
+        CAST(1 + CASE WHEN rate_ml_kg_h IS NULL THEN {_C1} ELSE 0 END
+            + CASE WHEN anuric THEN 0 ELSE {_C2} END AS BIGINT) AS d_counts
     FROM _valid
     UNION ALL
     SELECT patient_id, "end" AS t,
-        -COALESCE(rate_ml_kg_h, 0.0) AS d_rate, -1 AS d_n,
-        CASE WHEN rate_ml_kg_h IS NULL THEN -1 ELSE 0 END AS d_unknown,
-        CASE WHEN anuric THEN 0 ELSE -1 END AS d_flow
+        -COALESCE(rate_ml_kg_h, 0.0) AS d_rate,
+        CAST(-1 - CASE WHEN rate_ml_kg_h IS NULL THEN {_C1} ELSE 0 END
+            - CASE WHEN anuric THEN 0 ELSE {_C2} END AS BIGINT) AS d_counts
     FROM _valid
 ),
 _pts AS (
-    SELECT patient_id, t, SUM(d_rate) AS d_rate, SUM(d_n) AS d_n,
-        SUM(d_unknown) AS d_unknown, SUM(d_flow) AS d_flow
+    SELECT patient_id, t, SUM(d_rate) AS d_rate, CAST(SUM(d_counts) AS BIGINT) AS d_counts
     FROM _delta
     GROUP BY patient_id, t
 ),
@@ -263,26 +272,18 @@ _state AS (
             PARTITION BY patient_id ORDER BY t
             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
         ) AS rate_raw,
-        SUM(d_n) OVER (
+        CAST(SUM(d_counts) OVER (
             PARTITION BY patient_id ORDER BY t
             ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-        ) AS n,
-        SUM(d_unknown) OVER (
-            PARTITION BY patient_id ORDER BY t
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-        ) AS n_unknown,
-        SUM(d_flow) OVER (
-            PARTITION BY patient_id ORDER BY t
-            ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
-        ) AS n_flow
+        ) AS BIGINT) AS counts
     FROM _pts
 ),
 _cov AS (
     SELECT patient_id, s0, s1,
-        CASE WHEN n_unknown = 0 THEN ROUND(rate_raw, {ROUND_DECIMALS}) END AS rate,
-        CASE WHEN n_flow = 0 THEN 1 ELSE 0 END AS anuric
+        CASE WHEN counts % {_C2} < {_C1} THEN ROUND(rate_raw, {ROUND_DECIMALS}) END AS rate,
+        CASE WHEN counts < {_C2} THEN 1 ELSE 0 END AS anuric
     FROM _state
-    WHERE s1 IS NOT NULL AND n > 0
+    WHERE s1 IS NOT NULL AND counts % {_C1} > 0
 )"""
 
 
