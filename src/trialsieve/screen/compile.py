@@ -124,7 +124,8 @@ class Compiler:
         self.memo = {} if memo is None else memo
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _table(self, select_sql: str) -> str:
+    def table(self, select_sql: str) -> str:
+        """Materialise ``select_sql`` as a node table (once per run for the same SQL)."""
         name = self.memo.get(select_sql)
         if name is None:
             name = f"__n{next(self._ids)}"
@@ -137,7 +138,7 @@ class Compiler:
     ) -> Verdicts:
         """Verdicts from per-patient aggregate ``a``; patients absent get ``default``/``why``."""
         return Verdicts(
-            self._table(
+            self.table(
                 f"SELECT a.patient_id, {v} AS v, {reason} AS reason, {ev} AS ev FROM ({agg_sql}) a"
             ),
             default,
@@ -147,7 +148,7 @@ class Compiler:
     def no_rows(self, v: int, reason: str) -> Verdicts:
         """A node that is ``v``/``reason`` for every patient (an empty table)."""
         return Verdicts(
-            self._table(
+            self.table(
                 "SELECT patient_id, 0 AS v, CAST(NULL AS VARCHAR) AS reason, "
                 f"{EMPTY_EV} AS ev FROM pop WHERE FALSE"
             ),
@@ -181,7 +182,7 @@ class Compiler:
     # -- demographic leaves --------------------------------------------------------------------
     def _dense(self, select_sql: str) -> Verdicts:
         """A node with a row for every screened patient (its default is never used)."""
-        return Verdicts(self._table(select_sql), UNKNOWN, "not screened")
+        return Verdicts(self.table(select_sql), UNKNOWN, "not screened")
 
     def _n_age(self, body: Mapping[str, Any]) -> Verdicts:
         age = age_years_sql("p.birth_date", self.T)
@@ -515,7 +516,7 @@ class Compiler:
         t = self.node(child)
         flip = {MET: NOT_MET, NOT_MET: MET}
         return Verdicts(
-            self._table(
+            self.table(
                 f"SELECT patient_id, CASE WHEN v = {MET} THEN {NOT_MET} WHEN v = {NOT_MET} "
                 f"THEN {MET} ELSE v END AS v, CASE WHEN v IN ({MET}, {NOT_MET}) "
                 f"THEN 'not: ' || reason ELSE reason END AS reason, ev FROM {t.name}"
@@ -558,7 +559,7 @@ class Compiler:
             ev = f"list_concat({ev}, CASE WHEN v{i} = v THEN e{i} ELSE {EMPTY_EV} END)"
         default = kleene(how, [n.v for n in nodes])
         return Verdicts(
-            self._table(
+            self.table(
                 f"SELECT patient_id, v, concat_ws('; ', {reasons}) AS reason, {ev} AS ev "
                 f"FROM (SELECT *, {v} AS v FROM ({inner}))"
             ),

@@ -97,7 +97,7 @@ def _criterion_node(comp: Compiler, crit: Any) -> Verdicts:
         joins += f" LEFT JOIN {n.name} x{i} ON x{i}.patient_id = ids.patient_id"
         ev = f"list_concat({ev}, CASE WHEN x{i}.v = {MET} THEN x{i}.ev ELSE {EMPTY_EV} END)"
     sql = f"SELECT ids.patient_id, {MANUAL} AS v, {lit(reason)} AS reason, {ev} AS ev"
-    return Verdicts(comp._table(f"{sql} FROM ({ids}) ids{joins}"), MANUAL, reason)
+    return Verdicts(comp.table(f"{sql} FROM ({ids}) ids{joins}"), MANUAL, reason)
 
 
 def _joins(nodes: list[Verdicts], on: str) -> str:
