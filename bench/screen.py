@@ -39,7 +39,7 @@ FLOOR = """
 import duckdb, sys
 con = duckdb.connect()
 store = sys.argv[1]
-print(con.execute(f'''SELECT count(*), count(DISTINCT patient_id), min(kind), max(analyte),
+print(con.execute(f'''SELECT count(*), min(patient_id), min(kind), max(analyte),
     max(code_system), max(code), min(start_time), max(end_time), sum(value), max(ref_high),
     max(source), max(display) FROM read_parquet('{store}/events/*.parquet')''').fetchall())
 """
