@@ -1,7 +1,7 @@
 """Where the compiled SQL runs: DuckDB in-process (default) or Apache Spark.
 
 The compiler and the engine emit SQL text in DuckDB's dialect; a backend only knows how to
-materialise a named intermediate table, register the store and an Arrow table, and fetch rows.
+materialise a named intermediate table or view, register the store, and fetch rows (as Arrow).
 :class:`SparkBackend` transpiles each statement with sqlglot (DuckDB -> Spark SQL) and runs it on
 a SparkSession reading the same Parquet store, with the session time zone pinned to UTC.
 """
@@ -34,9 +34,6 @@ class Backend(Protocol):
 
     def view(self, name: str, select_sql: str) -> None:
         """Define ``select_sql`` as relation ``name``, evaluated each time it is read."""
-
-    def register(self, name: str, table: pa.Table) -> None:
-        """Expose a small Arrow table as relation ``name``."""
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
@@ -105,11 +102,6 @@ class DuckDBBackend:
     def view(self, name: str, select_sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select_sql}")
 
-    def register(self, name: str, table: pa.Table) -> None:
-        self.con.register(f"{name}_arrow", table)
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-        self.con.unregister(f"{name}_arrow")
-
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
 
@@ -167,9 +159,6 @@ class SparkBackend:
 
     def view(self, name: str, select_sql: str) -> None:
         self.spark.sql(self.to_spark_sql(select_sql)).createOrReplaceTempView(name)
-
-    def register(self, name: str, table: pa.Table) -> None:
-        self.spark.createDataFrame(table).createOrReplaceTempView(name)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.spark.sql(self.to_spark_sql(sql)).collect()]
