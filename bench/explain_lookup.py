@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from latency import describe, p95, time_each
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.results_file import ResultsLookup, write_parquet
 
@@ -51,12 +52,6 @@ def build(src: Path, patients: int, out: Path) -> int:
     return write_parquet(batches(), out, load_bundled())
 
 
-def pct(times: list[float]) -> str:
-    times = sorted(times)
-    p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.95))]
-    return f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--from", dest="src", type=Path, required=True)
@@ -77,22 +72,14 @@ def main() -> None:
     t = time.perf_counter()
     lookup = ResultsLookup(out)
     print(f"open: {(time.perf_counter() - t) * 1000:.0f} ms (once per session)")
-    times = []
-    for pid in sample:
-        t = time.perf_counter()
-        assert len(lookup.patient(pid)) == 4
-        times.append(time.perf_counter() - t)
-    ours = sorted(times)[int(len(times) * 0.95)]
-    print(f"ResultsLookup, {len(times)} patients: {pct(times)} (target p95 <= 50 ms)")
+    ours = time_each(lookup.patient, sample)
+    assert all(len(lookup.patient(pid)) == 4 for pid in sample[:10])
+    print(f"ResultsLookup, {len(ours)} patients: {describe(ours)} (target p95 <= 50 ms)")
     con = duckdb.connect()
-    times = []
-    for pid in sample[:100]:
-        t = time.perf_counter()
-        con.execute(f"SELECT * FROM read_parquet('{out}') WHERE patient_id = ?", [pid]).fetchall()
-        times.append(time.perf_counter() - t)
-    base = sorted(times)[int(len(times) * 0.95)]
-    print(f"baseline DuckDB query, {len(times)} patients: {pct(times)}; "
-          f"p95 ratio baseline / ours {base / ours:.1f}")  # fmt: skip
+    query = f"SELECT * FROM read_parquet('{out}') WHERE patient_id = ?"
+    base = time_each(lambda pid: con.execute(query, [pid]).fetchall(), sample[:100])
+    print(f"baseline DuckDB query, {len(base)} patients: {describe(base)}; "
+          f"p95 ratio baseline / ours {p95(base) / p95(ours):.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from latency import describe, time_each
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / ".venv" / "bin"
 WORK = REPO / ".bench" / "screen"
@@ -69,12 +71,6 @@ def store_for(n: int, seed: int) -> Path:
     return store
 
 
-def _percentiles(times: list[float]) -> str:
-    times = sorted(times)
-    p50, p95 = times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.95))]
-    return f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms"
-
-
 def explain_latency(store: Path, results: Path, k: int, seed: int) -> None:
     import datetime as dt
 
@@ -91,21 +87,15 @@ def explain_latency(store: Path, results: Path, k: int, seed: int) -> None:
     t = time.perf_counter()
     lookup = ResultsLookup(results)
     print(f"explain: results.parquet opened in {(time.perf_counter() - t) * 1000:.0f} ms")
-    times = []
-    for pid in sample:
-        t = time.perf_counter()
-        recs = lookup.patient(pid)
-        times.append(time.perf_counter() - t)
-        assert len(recs) in (0, len(protocols))  # 0: died or born after the screening instant
+    # 0 records: the patient died or was born after the screening instant
+    assert all(len(lookup.patient(pid)) in (0, len(protocols)) for pid in sample[:10])
+    times = time_each(lookup.patient, sample)
     print(f"explain {len(times)} patients of {store.name} from results.parquet: "
-          f"{_percentiles(times)} (target p95 <= 50 ms)")  # fmt: skip
-    times = []
-    for pid in sample[:20]:
-        t = time.perf_counter()
-        run = screen_store(store, protocols, dt.datetime.fromisoformat(AS_OF), patient_ids=[pid])
-        assert len(run.records) in (0, len(protocols))
-        times.append(time.perf_counter() - t)
-    print(f"re-evaluate {len(times)} patients alone (screen --patient): {_percentiles(times)}")
+          f"{describe(times)} (target p95 <= 50 ms)")  # fmt: skip
+    as_of = dt.datetime.fromisoformat(AS_OF)
+    times = time_each(lambda pid: screen_store(store, protocols, as_of, patient_ids=[pid]).records,
+                      sample[:20])  # fmt: skip
+    print(f"re-evaluate {len(times)} patients alone (screen --patient): {describe(times)}")
 
 
 def main() -> None:

@@ -77,6 +77,21 @@ class Verdicts:
         return f"CASE WHEN {alias}.patient_id IS NULL THEN {default} ELSE {alias}.{col} END"
 
 
+def left_joins(nodes: Sequence[Verdicts], on: str) -> str:
+    """SQL: each node's table LEFT JOINed as ``c<i>`` on ``<on>.patient_id``; read its columns
+    with :meth:`Verdicts.column`."""
+    return " ".join(
+        f"LEFT JOIN {n.name} c{i} ON c{i}.patient_id = {on}.patient_id" for i, n in enumerate(nodes)
+    )
+
+
+def any_patient(nodes: Sequence[Verdicts]) -> str:
+    """SQL FROM clause: the patients with a row in any of ``nodes`` (``ids``), with each node's
+    table LEFT JOINed as ``c<i>``."""
+    ids = " UNION ".join(f"SELECT patient_id FROM {n.name}" for n in nodes)
+    return f"({ids}) ids {left_joins(nodes, 'ids')}"
+
+
 def kleene(how: str, vs: Sequence[int]) -> int:
     """Kleene AND (``all``) / OR (``any``) of verdict codes, as the SQL of ``_combine``."""
     if how == "any":
@@ -542,17 +557,12 @@ class Compiler:
                 f"WHEN {' OR '.join(f'{x} = {UNKNOWN}' for x in vs)} THEN {UNKNOWN} "
                 f"WHEN {' OR '.join(f'{x} = {MANUAL}' for x in vs)} THEN {MANUAL} ELSE {MET} END"
             )
-        ids = " UNION ".join(f"SELECT patient_id FROM {n.name}" for n in nodes)
-        joins = " ".join(
-            f"LEFT JOIN {n.name} c{i} ON c{i}.patient_id = ids.patient_id"
-            for i, n in enumerate(nodes)
-        )
         cols = ", ".join(
             f"{n.column(f'c{i}', 'v')} AS v{i}, {n.column(f'c{i}', 'reason')} AS r{i}, "
             f"{n.column(f'c{i}', 'ev')} AS e{i}"
             for i, n in enumerate(nodes)
         )
-        inner = f"SELECT ids.patient_id, {cols} FROM ({ids}) ids {joins}"
+        inner = f"SELECT ids.patient_id, {cols} FROM {any_patient(nodes)}"
         reasons = ", ".join(f"CASE WHEN v{i} = v THEN r{i} END" for i in range(len(nodes)))
         ev = f"CASE WHEN v0 = v THEN e0 ELSE {EMPTY_EV} END"
         for i in range(1, len(nodes)):

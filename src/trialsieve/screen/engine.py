@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from trialsieve.screen import results_file
 from trialsieve.screen.backend import Backend, DuckDBBackend
-from trialsieve.screen.compile import Compiler, Verdicts
+from trialsieve.screen.compile import Compiler, Verdicts, any_patient, left_joins
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
 from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
@@ -91,19 +91,11 @@ def _criterion_node(comp: Compiler, crit: Any) -> Verdicts:
     evidence = [comp.node(r) for r in (crit.evidence or [])]
     if not evidence:
         return comp.no_rows(MANUAL, reason)
-    ids = " UNION ".join(f"SELECT patient_id FROM {n.name}" for n in evidence)
-    ev, joins = EMPTY_EV, ""
-    for i, n in enumerate(evidence):
-        joins += f" LEFT JOIN {n.name} x{i} ON x{i}.patient_id = ids.patient_id"
-        ev = f"list_concat({ev}, CASE WHEN x{i}.v = {MET} THEN x{i}.ev ELSE {EMPTY_EV} END)"
+    ev = EMPTY_EV
+    for i in range(len(evidence)):
+        ev = f"list_concat({ev}, CASE WHEN c{i}.v = {MET} THEN c{i}.ev ELSE {EMPTY_EV} END)"
     sql = f"SELECT ids.patient_id, {MANUAL} AS v, {lit(reason)} AS reason, {ev} AS ev"
-    return Verdicts(comp.table(f"{sql} FROM ({ids}) ids{joins}"), MANUAL, reason)
-
-
-def _joins(nodes: list[Verdicts], on: str) -> str:
-    return " ".join(
-        f"LEFT JOIN {n.name} c{i} ON c{i}.patient_id = {on}.patient_id" for i, n in enumerate(nodes)
-    )
+    return Verdicts(comp.table(f"{sql} FROM {any_patient(evidence)}"), MANUAL, reason)
 
 
 def _verdicts_sql(proto: Any, nodes: list[Verdicts]) -> str:
@@ -126,7 +118,7 @@ def _verdicts_sql(proto: Any, nodes: list[Verdicts]) -> str:
     cols = "".join(f", {n.column(f'c{i}', 'v')} AS v{i}" for i, n in enumerate(nodes))
     return (
         f"SELECT *, {status} AS status FROM (SELECT p.patient_id, {lit(proto.id)} AS trial_id"
-        f"{cols} FROM pop p {_joins(nodes, 'p')})"
+        f"{cols} FROM pop p {left_joins(nodes, 'p')})"
     )
 
 
@@ -156,7 +148,7 @@ def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool
         )
     return (
         f"SELECT w.patient_id, w.trial_id, w.status, [{', '.join(items)}] AS criteria "
-        f"FROM {verdicts} w {_joins(nodes, 'w')}"
+        f"FROM {verdicts} w {left_joins(nodes, 'w')}"
     )
 
 
