@@ -199,7 +199,9 @@ def canonical_unit(analyte: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _conversion(analyte: str, unit: str | None) -> Conversion:
+def conversion(analyte: str, unit: str | None) -> Conversion:
+    """How a value in ``unit`` becomes the canonical unit of ``analyte``: a factor, or a
+    function for offset units; raises UnitError naming the analyte and the unit."""
     a = _analyte(analyte)
     if unit is None or not unit.strip():
         raise UnitError(f"{analyte}: missing unit (canonical unit is {a.canonical_unit})")
@@ -217,7 +219,7 @@ def to_canonical(analyte: str, value: float, unit: str | None) -> float:
 
     Raises UnitError naming the analyte and the unit when the unit is not in the table.
     """
-    conv = _conversion(analyte, unit)
+    conv = conversion(analyte, unit)
     if isinstance(conv, float):
         return value * conv
     return conv(value)

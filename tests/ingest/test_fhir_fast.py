@@ -20,7 +20,7 @@ import pytest
 
 from trialsieve.ingest import fhir, fhir_fast
 from trialsieve.store.writer import IngestSummary, StoreWriter
-from trialsieve.units import ANALYTES, _conversion
+from trialsieve.units import ANALYTES, conversion
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 LOINC = "http://loinc.org"
@@ -312,12 +312,12 @@ def test_fast_path_decides_the_common_shapes(tmp_path: Path) -> None:
     assert n_fast == 500 - len(rejected_lines) == summary.by_type["Observation"].stored
 
 
-def test_vectorised_conversions_equal_scalar_ones() -> None:
+def test_vectorisedconversions_equal_scalar_ones() -> None:
     rng = np.random.default_rng(5)
     values = np.concatenate([rng.uniform(0, 200, 500), rng.uniform(0, 5, 500), [0.0, 1.0, 7.5]])
     for name, analyte in ANALYTES.items():
         for unit in analyte.factors:
-            conv = _conversion(name, unit)
+            conv = conversion(name, unit)
             got = fhir_fast.convert_many(conv, values)
             want = [v * conv if isinstance(conv, float) else conv(float(v)) for v in values]
             assert got.tolist() == want, (name, unit)

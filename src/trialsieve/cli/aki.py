@@ -38,6 +38,7 @@ from trialsieve.kidney.aki_inputs import (
     load_urine,
     load_weights,
 )
+from trialsieve.sqltext import quote
 
 RESULT_COLUMNS = (
     "patient_id,time,creatinine_umol_l,kdigo_stage,kdigo_reason,baseline_umol_l,"
@@ -52,12 +53,8 @@ STAGED_COLUMNS = (
 _ISO = "'%Y-%m-%dT%H:%M:%SZ'"
 
 
-def _lit(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
-    con.execute(f"COPY ({query}) TO {_lit(path)} (FORMAT CSV, HEADER, DELIMITER ',')")
+    con.execute(f"COPY ({query}) TO {quote(path)} (FORMAT CSV, HEADER, DELIMITER ',')")
 
 
 def _urine_episodes_sql(urine: str, weights: str) -> str:

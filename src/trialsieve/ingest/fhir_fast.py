@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from trialsieve.ingest.sink import IngestSink
 from trialsieve.store.schema import EVENTS_SCHEMA
-from trialsieve.units import ANALYTES, UnitError, _conversion, canonical_unit
+from trialsieve.units import ANALYTES, UnitError, canonical_unit, conversion
 
 #: explicit json_transform structure of the Observation fields the fast path reads; the rest of
 #: a resource is ignored exactly as the per-record path ignores it
@@ -232,7 +232,7 @@ def _decide(
                 return bad
             unit_out = q_unit
             if analyte:
-                conv = _conversion(analyte, q_unit)
+                conv = conversion(analyte, q_unit)
                 factor, fn = (conv, False) if isinstance(conv, float) else (None, True)
                 unit_out = canonical_unit(analyte)
                 lo, hi = ANALYTES[analyte].plausible
@@ -431,7 +431,7 @@ def _run_sql(con: duckdb.DuckDBPyConnection, lines: pa.Table) -> tuple[pa.Table,
                                  groups.column("orig_unit").to_pylist(), strict=True):  # fmt: skip
             same = pc.and_(_equal(analyte_col, analyte), _equal(unit_col, unit))
             idx = np.flatnonzero(need & same.to_numpy(zero_copy_only=False))
-            v = convert_many(_conversion(analyte, unit), fval[idx])
+            v = convert_many(conversion(analyte, unit), fval[idx])
             low, high = ANALYTES[analyte].plausible
             value[idx] = v
             good[idx] = ~np.isnan(v) & (v >= low) & (v <= high)

@@ -83,6 +83,7 @@ from trialsieve.ingest.tabular import (
     parse_time,
     text,
 )
+from trialsieve.sqltext import quote
 
 #: OMOP vocabulary_id -> canonical code-system URI (trialsieve.codes)
 VOCABULARY_SYSTEMS: dict[str, str] = {
@@ -197,17 +198,13 @@ class _Db:
         return self.columns[table]
 
 
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
 def _ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
 def _csv_relation(path: Path) -> str:
     return (
-        f"read_csv({_sql_str(str(path))}, header=true, all_varchar=true, "
+        f"read_csv({quote(str(path))}, header=true, all_varchar=true, "
         "quote='\"', escape='\"', strict_mode=false)"
     )
 
@@ -276,7 +273,7 @@ def _extract_zip(path: Path, dest: Path) -> None:
 
 def _duckdb_file_db(con: duckdb.DuckDBPyConnection, path: Path) -> _Db:
     try:
-        con.execute(f"ATTACH {_sql_str(str(path))} AS omop_src (READ_ONLY)")
+        con.execute(f"ATTACH {quote(str(path))} AS omop_src (READ_ONLY)")
     except duckdb.Error as e:
         raise IngestError(f"{path}: not a DuckDB database: {e}") from None
     rows = con.execute(

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL, UNIT_SPELLINGS
+from trialsieve.sqltext import quote
 
 REJECTS_TABLE: Final[str] = "aki_rejects"
 CREAT_MIN_UMOL_L: Final[float] = 10.0
@@ -375,7 +376,9 @@ def _trimmed(
     rel, trim = raw.rel, raw.trim
     fn = "TRIM" if trim else ""
     trims = ", ".join(f"{fn}({_id(c)}) AS {_id(c)}" for c in required + optional)
-    canon = [f"regexp_full_match({_id(c)}, {_q(_CANONICAL_UTC)}) AS {_id(c + '_k')}" for c in times]
+    canon = [
+        f"regexp_full_match({_id(c)}, {quote(_CANONICAL_UTC)}) AS {_id(c + '_k')}" for c in times
+    ]
     parsed = [
         f"CASE WHEN {_id(c + '_k')} THEN TRY_CAST({_id(c)} AS TIMESTAMP) "
         f"ELSE TRY_CAST(TRY_CAST({_id(c)} AS TIMESTAMPTZ) AS TIMESTAMP) END AS {_id(c + '_t')}"
@@ -413,15 +416,13 @@ def _ragged() -> str:
     )
 
 
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _unit_sql(col: str) -> str:
     key = f"LOWER(REPLACE({_id(col)}, ' ', ''))"
-    whens = " ".join(f"WHEN {_q(k)} THEN {_q(v)}" for k, v in UNIT_SPELLINGS.items())
+    whens = " ".join(f"WHEN {quote(k)} THEN {quote(v)}" for k, v in UNIT_SPELLINGS.items())
     # the canonical spellings map to themselves: matched first, without LOWER/REPLACE
-    canon = " ".join(f"WHEN {_q(v)} THEN {_q(v)}" for v in sorted(set(UNIT_SPELLINGS.values())))
+    canon = " ".join(
+        f"WHEN {quote(v)} THEN {quote(v)}" for v in sorted(set(UNIT_SPELLINGS.values()))
+    )
     return f"(CASE {_id(col)} {canon} ELSE (CASE {key} {whens} END) END)"
 
 

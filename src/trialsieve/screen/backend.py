@@ -25,15 +25,27 @@ class Backend(Protocol):
 
     name: str
 
-    def open_store(self, store_dir: Path, patient_ids: list[str] | None = None) -> None:
-        """Expose the store as relations ``patients`` and ``events`` (optionally only the
-        events of ``patient_ids``; the engine restricts the population itself as well)."""
+    def open_store(
+        self, store_dir: Path, patient_ids: list[str] | None = None
+    ) -> list[PatientRange]:
+        """Expose the store's ``patients`` (optionally only the events of ``patient_ids``; the
+        engine restricts the population itself as well) and return the patient-id ranges to
+        screen one after another: ``[ALL_PATIENTS]`` unless the store is too large for one go."""
+
+    def load_events(self, part: PatientRange) -> None:
+        """Expose as relation ``events`` the store's events of the patients in ``part``."""
 
     def create(self, name: str, select_sql: str) -> None:
         """Materialise ``select_sql`` (DuckDB dialect) as temporary relation ``name``."""
 
     def view(self, name: str, select_sql: str) -> None:
         """Define ``select_sql`` as relation ``name``, evaluated each time it is read."""
+
+    def append(self, name: str, select_sql: str) -> None:
+        """Add the rows of ``select_sql`` to the relation ``name`` made by :meth:`create`."""
+
+    def drop(self, name: str) -> None:
+        """Forget the relation ``name`` (and free what it holds)."""
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
@@ -54,8 +66,31 @@ RULE_COLUMNS = (
     "end_time", "value", "unit", "ref_low", "ref_high", "route", "source",
 )  # fmt: skip
 
-#: stores up to this many events are loaded into DuckDB once per run (see open_store)
-MATERIALIZE_MAX_EVENTS = int(os.environ.get("TRIALSIEVE_MATERIALIZE_MAX_EVENTS", 30_000_000))
+#: events loaded into DuckDB at once: larger stores are screened in parts of about this many
+#: events, by patient-id range (see DuckDBBackend.open_store)
+MATERIALIZE_MAX_EVENTS = int(os.environ.get("TRIALSIEVE_MATERIALIZE_MAX_EVENTS", 12_000_000))
+
+#: patient ids ``lo <= id < hi`` screened together (``None``: unbounded)
+PatientRange = tuple[str | None, str | None]
+ALL_PATIENTS: PatientRange = (None, None)
+
+
+def range_sql(part: PatientRange, col: str = "patient_id") -> str:
+    """SQL predicate: ``col`` lies in ``part``."""
+    lo, hi = part
+    conds = ([f"{col} >= {lit(lo)}"] if lo is not None else []) + (
+        [f"{col} < {lit(hi)}"] if hi is not None else []
+    )
+    return " AND ".join(conds) or "TRUE"
+
+
+def split_ids(sorted_ids: list[str], parts: int) -> list[PatientRange]:
+    """``parts`` ranges holding about equally many of ``sorted_ids`` (fewer if ids repeat)."""
+    if not sorted_ids:
+        return [ALL_PATIENTS]
+    cuts = {sorted_ids[len(sorted_ids) * j // parts] for j in range(1, parts)} - {sorted_ids[0]}
+    bounds = sorted(cuts)
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
 class DuckDBBackend:
@@ -76,23 +111,34 @@ class DuckDBBackend:
             con.execute("SET preserve_insertion_order = false")
         self.con = con
 
-    def open_store(self, store_dir: Path, patient_ids: list[str] | None = None) -> None:
-        """Views over the store; up to :data:`MATERIALIZE_MAX_EVENTS` events are then loaded once
-        (the columns rules read) into a table clustered by (analyte, kind), so that each rule's
-        scan reads only the row groups of its analyte or kind (zone maps) instead of re-reading
-        the Parquet files. Larger stores are scanned from Parquet (bounded memory)."""
+    def open_store(
+        self, store_dir: Path, patient_ids: list[str] | None = None
+    ) -> list[PatientRange]:
+        """Views over the store. A store of up to :data:`MATERIALIZE_MAX_EVENTS` events is one
+        part; a larger one is split into patient-id ranges of about equally many patients, one
+        part per that many events, so that each part's events fit in memory (the store is
+        sorted by patient: a part reads only its files' row groups)."""
         open_store(store_dir, self.con)
-        where = ""
+        self.con.execute("DROP VIEW IF EXISTS __store_events")
+        self.con.execute("ALTER VIEW events RENAME TO __store_events")
+        self._only = "TRUE"
         if patient_ids is not None:  # explaining a few patients: only their events
-            ids = ", ".join(lit(p) for p in patient_ids) or "NULL"
-            where = f"WHERE patient_id IN ({ids}) "
-        else:
-            n = self.con.execute("SELECT count(*) FROM events").fetchall()[0][0]
-            if n > MATERIALIZE_MAX_EVENTS:
-                return
+            self._only = f"patient_id IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
+            return [ALL_PATIENTS]
+        n = self.con.execute("SELECT count(*) FROM __store_events").fetchall()[0][0]
+        parts = -(-n // MATERIALIZE_MAX_EVENTS)
+        if parts <= 1:
+            return [ALL_PATIENTS]
+        ids = self.con.execute("SELECT patient_id FROM patients ORDER BY patient_id").fetchall()
+        return split_ids([r[0] for r in ids], parts)
+
+    def load_events(self, part: PatientRange) -> None:
+        """Load the part's events once (the columns rules read) into a table clustered by
+        (analyte, kind), so that each rule's scan reads only the row groups of its analyte or
+        kind (zone maps) instead of re-reading the Parquet files."""
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
-            f"FROM events {where}ORDER BY analyte, kind"
+            f"FROM __store_events WHERE {self._only} AND {range_sql(part)} ORDER BY analyte, kind"
         )
         self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
 
@@ -101,6 +147,12 @@ class DuckDBBackend:
 
     def view(self, name: str, select_sql: str) -> None:
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select_sql}")
+
+    def append(self, name: str, select_sql: str) -> None:
+        self.con.execute(f"INSERT INTO {name} {select_sql}")
+
+    def drop(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
@@ -142,7 +194,10 @@ class SparkBackend:
         """Transpile DuckDB SQL text to Spark SQL."""
         return to_spark_sql(sql)
 
-    def open_store(self, store_dir: Path, patient_ids: list[str] | None = None) -> None:
+    def open_store(
+        self, store_dir: Path, patient_ids: list[str] | None = None
+    ) -> list[PatientRange]:
+        """Views over the store; Spark screens every patient in one part."""
         store_dir = Path(store_dir)
         if not store_dir.is_dir():
             raise FileNotFoundError(f"{store_dir}: not a store directory")
@@ -151,7 +206,11 @@ class SparkBackend:
         files = sorted(str(f) for f in (store_dir / "events").glob("*.parquet"))
         if not files:
             raise FileNotFoundError(f"{store_dir}: store has no events")
-        read(*files).createOrReplaceTempView("events")
+        read(*files).createOrReplaceTempView("__store_events")
+        return [ALL_PATIENTS]
+
+    def load_events(self, part: PatientRange) -> None:
+        self.view("events", f"SELECT * FROM __store_events WHERE {range_sql(part)}")
 
     def create(self, name: str, select_sql: str) -> None:
         df = self.spark.sql(self.to_spark_sql(select_sql)).localCheckpoint(eager=True)
@@ -159,6 +218,12 @@ class SparkBackend:
 
     def view(self, name: str, select_sql: str) -> None:
         self.spark.sql(self.to_spark_sql(select_sql)).createOrReplaceTempView(name)
+
+    def append(self, name: str, select_sql: str) -> None:
+        self.create(name, f"SELECT * FROM {name} UNION ALL {select_sql}")
+
+    def drop(self, name: str) -> None:
+        self.spark.catalog.dropTempView(name)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.spark.sql(self.to_spark_sql(sql)).collect()]

@@ -19,19 +19,22 @@ few patients, to re-evaluate them on fresh data.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 
 from trialsieve.screen import results_file
-from trialsieve.screen.backend import Backend, DuckDBBackend
+from trialsieve.screen.backend import Backend, DuckDBBackend, range_sql
 from trialsieve.screen.compile import Compiler, Verdicts, any_patient, left_joins
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
 from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -152,6 +155,71 @@ def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool
     )
 
 
+@dataclass
+class _Trial:
+    """One protocol's compiled criteria and its verdict table."""
+
+    proto: Any
+    verdicts: str
+    nodes: list[Verdicts]
+
+
+class _Recording:
+    """A backend that remembers the tables created through it (to drop a part's tables)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.created: list[str] = []
+
+    def create(self, name: str, select_sql: str) -> None:
+        self.backend.create(name, select_sql)
+        self.created.append(name)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.backend, attr)
+
+
+def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime) -> list[_Trial]:
+    """Compile every protocol over the current ``pop`` and ``events``."""
+    trials = []
+    kidney = KidneyTables(backend, as_of)
+    memo: dict[str, str] = {}
+    for t_idx, proto in enumerate(protocols):
+        settings = getattr(proto, "settings", None)
+        comp = Compiler(backend, as_of, proto.concept_sets, settings, kidney, memo)
+        nodes = [_criterion_node(comp, crit) for crit in proto.criteria]
+        name = f"__verdicts_{t_idx}"
+        backend.create(name, _verdicts_sql(proto, nodes))
+        trials.append(_Trial(proto, name, nodes))
+    return trials
+
+
+def _accumulate(backend: Backend, trials: list[_Trial], first: bool) -> list[_Trial]:
+    """Append a part's tables that the results and the funnel read (``pop``, verdict tables,
+    criterion nodes) to run-wide tables ``__all_<j>`` (the j-th distinct table of the part, in
+    the same order in every part); return the trials pointing at those tables."""
+    names: dict[str, str] = {}
+
+    def keep(table: str) -> str:
+        if table not in names:
+            names[table] = f"__all_{len(names)}"
+            if first:
+                backend.create(names[table], f"SELECT * FROM {table}")
+            else:
+                backend.append(names[table], f"SELECT * FROM {table}")
+        return names[table]
+
+    keep("pop")
+    return [
+        _Trial(
+            t.proto,
+            keep(t.verdicts),
+            [Verdicts(keep(n.name), n.v, n.reason) for n in t.nodes],
+        )
+        for t in trials
+    ]
+
+
 def screen_store(
     store_dir: Path,
     protocols: Sequence[Any],
@@ -164,41 +232,49 @@ def screen_store(
 
     ``as_of`` is UTC (a naive datetime is taken as UTC); every window ends at it and no data
     after it is used. Patients who died before ``as_of`` or were born after it are not screened.
+    A store too large for memory is screened in parts by patient-id range (each patient's
+    verdicts depend on their own events only); the parts' verdicts are then read as one run.
     """
     if as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.UTC).replace(tzinfo=None)
     backend = backend or DuckDBBackend()
-    backend.open_store(Path(store_dir), list(patient_ids) if patient_ids is not None else None)
+    parts = backend.open_store(
+        Path(store_dir), list(patient_ids) if patient_ids is not None else None
+    )
     only = ""
     if patient_ids is not None:
         only = f" AND patient_id IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
-    backend.create(
-        "pop",
-        "SELECT patient_id, birth_date, sex, source FROM patients "
-        f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}) "
-        f"AND (birth_date IS NULL OR birth_date <= CAST({lit(as_of)} AS DATE)){only}",
-    )
-    verdict_tables: list[str] = []
-    result_parts: dict[bool, list[str]] = {False: [], True: []}
-    kidney = KidneyTables(backend, as_of)
-    memo: dict[str, str] = {}
-    for t_idx, proto in enumerate(protocols):
-        settings = getattr(proto, "settings", None)
-        comp = Compiler(backend, as_of, proto.concept_sets, settings, kidney, memo)
-        nodes = [_criterion_node(comp, crit) for crit in proto.criteria]
-        name = f"__verdicts_{t_idx}"
-        backend.create(name, _verdicts_sql(proto, nodes))
-        verdict_tables.append(name)
-        for compact, parts in result_parts.items():
-            parts.append(_results_sql(proto, name, nodes, compact))
+    trials: list[_Trial] = []
+    for k, part in enumerate(parts):
+        if len(parts) > 1:
+            log.info("screening part %d of %d (patient-id range)", k + 1, len(parts))
+        backend.load_events(part)
+        backend.create(
+            "pop",
+            "SELECT patient_id, birth_date, sex, source FROM patients "
+            f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}) "
+            f"AND (birth_date IS NULL OR birth_date <= CAST({lit(as_of)} AS DATE)){only} "
+            f"AND {range_sql(part)}",
+        )
+        if len(parts) == 1:
+            trials = _screen_part(backend, protocols, as_of)
+        else:  # keep what the results read, drop the rest of the part's tables
+            part_tables = _Recording(backend)
+            trials = _accumulate(
+                backend, _screen_part(cast(Backend, part_tables), protocols, as_of), k == 0
+            )
+            for name in part_tables.created:
+                backend.drop(name)
+    if len(parts) > 1:
+        backend.create("pop", "SELECT * FROM __all_0")
     # the criteria lists (reasons, evidence) are assembled only when results are read
-    for compact, parts in result_parts.items():
+    for compact in (False, True):
         backend.view(
             "__results_compact" if compact else "__results",
-            " UNION ALL ".join(parts)
+            " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes, compact) for t in trials)
             or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria "
             "WHERE FALSE",
         )
     run = ScreenRun(as_of=as_of, protocols=list(protocols), backend=backend)
-    run.funnels = compute_funnels(backend, protocols, verdict_tables)
+    run.funnels = compute_funnels(backend, protocols, [t.verdicts for t in trials])
     return run

@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Final
 
+from trialsieve.sqltext import quote
+
 #: seconds per window unit; months and years are fixed lengths (docs/PROTOCOLS.md "Windows")
 SECONDS: Final[dict[str, float]] = {
     "hours": 3600.0,
@@ -41,8 +43,7 @@ def lit(value: Any) -> str:
         return repr(float(value)) if isinstance(value, float) else str(value)
     if isinstance(value, dt.datetime):
         return f"TIMESTAMP '{value.strftime('%Y-%m-%d %H:%M:%S.%f')}'"
-    s = str(value).replace("'", "''")
-    return f"'{s}'"
+    return quote(value)
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from trialsieve.sqltext import quote
 from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
-
-
-def _sql_str(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
 
 
 def open_store(path: Path, con: duckdb.DuckDBPyConnection) -> None:
@@ -26,14 +23,13 @@ def open_store(path: Path, con: duckdb.DuckDBPyConnection) -> None:
     event_files = sorted((path / "events").glob("*.parquet")) if (path / "events").is_dir() else []
     if patients.exists():
         con.execute(
-            "CREATE OR REPLACE VIEW patients AS SELECT * FROM "
-            f"read_parquet({_sql_str(str(patients))})"
+            f"CREATE OR REPLACE VIEW patients AS SELECT * FROM read_parquet({quote(str(patients))})"
         )
     else:
         con.register("__empty_patients", PATIENTS_SCHEMA.empty_table())
         con.execute("CREATE OR REPLACE VIEW patients AS SELECT * FROM __empty_patients")
     if event_files:
-        files = ", ".join(_sql_str(str(f)) for f in event_files)
+        files = ", ".join(quote(str(f)) for f in event_files)
         con.execute(
             "CREATE OR REPLACE VIEW events AS SELECT * FROM "
             f"read_parquet([{files}], union_by_name=true)"
