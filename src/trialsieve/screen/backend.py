@@ -84,6 +84,13 @@ def range_sql(part: PatientRange, col: str = "patient_id") -> str:
     return " AND ".join(conds) or "TRUE"
 
 
+def ids_sql(patient_ids: list[str] | None, col: str = "patient_id") -> str:
+    """SQL predicate: ``col`` is one of ``patient_ids`` (``None``: every patient)."""
+    if patient_ids is None:
+        return "TRUE"
+    return f"{col} IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
+
+
 def split_ids(sorted_ids: list[str], parts: int) -> list[PatientRange]:
     """``parts`` ranges holding about equally many of ``sorted_ids`` (fewer if ids repeat)."""
     if not sorted_ids:
@@ -121,9 +128,8 @@ class DuckDBBackend:
         open_store(store_dir, self.con)
         self.con.execute("DROP VIEW IF EXISTS __store_events")
         self.con.execute("ALTER VIEW events RENAME TO __store_events")
-        self._only = "TRUE"
+        self._only = ids_sql(patient_ids)
         if patient_ids is not None:  # explaining a few patients: only their events
-            self._only = f"patient_id IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
             return [ALL_PATIENTS]
         n = self.con.execute("SELECT count(*) FROM __store_events").fetchall()[0][0]
         parts = -(-n // MATERIALIZE_MAX_EVENTS)

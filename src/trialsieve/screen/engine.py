@@ -5,7 +5,9 @@ criterion's rule compiled by :class:`trialsieve.screen.compile.Compiler` into a 
 table (:class:`~trialsieve.screen.compile.Verdicts`) -> per trial one table ``__verdicts_<i>``
 (patient, status, one verdict code per criterion; the funnel counts it) -> the view
 ``__results`` (per patient and trial the status and the criteria with reasons and evidence,
-assembled while results are written). Status (issue 4 "Verdicts"):
+assembled while results are written). A store too large for memory is screened in parts by
+patient-id range, the tables the results read accumulated over the parts.
+Status (issue 4 "Verdicts"):
 
 - ``ineligible``: an inclusion is ``not_met`` or an exclusion is ``met``;
 - else ``needs_data``: an automatic criterion is ``unknown``;
@@ -28,7 +30,7 @@ from typing import Any, cast
 import pyarrow as pa
 
 from trialsieve.screen import results_file
-from trialsieve.screen.backend import Backend, DuckDBBackend, range_sql
+from trialsieve.screen.backend import Backend, DuckDBBackend, ids_sql, range_sql
 from trialsieve.screen.compile import Compiler, Verdicts, any_patient, left_joins
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
@@ -238,12 +240,8 @@ def screen_store(
     if as_of.tzinfo is not None:
         as_of = as_of.astimezone(dt.UTC).replace(tzinfo=None)
     backend = backend or DuckDBBackend()
-    parts = backend.open_store(
-        Path(store_dir), list(patient_ids) if patient_ids is not None else None
-    )
-    only = ""
-    if patient_ids is not None:
-        only = f" AND patient_id IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
+    ids = list(patient_ids) if patient_ids is not None else None
+    parts = backend.open_store(Path(store_dir), ids)
     trials: list[_Trial] = []
     for k, part in enumerate(parts):
         if len(parts) > 1:
@@ -253,8 +251,8 @@ def screen_store(
             "pop",
             "SELECT patient_id, birth_date, sex, source FROM patients "
             f"WHERE (deceased_date IS NULL OR deceased_date > {lit(as_of)}) "
-            f"AND (birth_date IS NULL OR birth_date <= CAST({lit(as_of)} AS DATE)){only} "
-            f"AND {range_sql(part)}",
+            f"AND (birth_date IS NULL OR birth_date <= CAST({lit(as_of)} AS DATE)) "
+            f"AND {ids_sql(ids)} AND {range_sql(part)}",
         )
         if len(parts) == 1:
             trials = _screen_part(backend, protocols, as_of)
