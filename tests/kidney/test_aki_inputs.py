@@ -106,6 +106,16 @@ def test_missing_column_or_empty_file_is_a_file_error(tmp_path: Path) -> None:
         load_creatinine(con, write(tmp_path, "c.csv", "patient_id,time,value\n"))
     with pytest.raises(AkiInputError, match="empty"):
         load_creatinine(con, write(tmp_path, "e.csv", ""))
+    with pytest.raises(AkiInputError, match="empty"):
+        load_creatinine(con, write(tmp_path, "bom.csv", "\ufeff"))
+
+
+def test_a_file_that_is_not_utf8_is_a_file_error_naming_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"patient_id,time,value,unit\na,2024-01-01T00:00:00,1,mg/dL\n"
+                     b"b,2024-01-01T00:00:00,1,\xb5mol/L\n")  # fmt: skip
+    with pytest.raises(AkiInputError, match=r"latin1.csv, line 3: not UTF-8 text \(byte 0xb5\)"):
+        load_creatinine(connect(), path)
 
 
 def test_urine_rows(tmp_path: Path) -> None:
@@ -268,7 +278,12 @@ def test_three_ways_agree_on_generated_files(
 
 
 def test_which_way_a_file_is_read() -> None:
-    from trialsieve.kidney.aki_inputs import _needs_trim, _no_blank_lines, _plain_lines
+    from trialsieve.kidney.aki_inputs import (
+        _needs_trim,
+        _no_blank_lines,
+        _plain_lines,
+        _trailing_comma,
+    )
 
     p = Path("c.csv")
     assert _plain_lines(b"h,i\na,b\r\n", p)
@@ -279,6 +294,11 @@ def test_which_way_a_file_is_read() -> None:
     assert not _no_blank_lines(b"h,i\na,b\n\nc,d\n")  # read_csv would skip it
     assert not _no_blank_lines(b"h,i\r\n\r\na,b\r\n")
     assert not _no_blank_lines(b"h,i\na,b\r\nc,d\n")  # mixed line ends
+    assert not _no_blank_lines(b"h,i\n\na,b\n")  # right after the header
+    assert _trailing_comma(b"h,i\na,b,\nc,d\n")
+    assert _trailing_comma(b"h,i\r\na,b,\r\n")
+    assert _trailing_comma(b"h,i\na,b,")
+    assert not _trailing_comma(b"h,i\na,b\r\n")
     assert not _needs_trim(b"h,i\na,b\n")
     assert _needs_trim(b"h,i\na ,b\n")
     assert _needs_trim("h,i\na\u3000,b\n".encode())  # DuckDB's TRIM strips U+3000

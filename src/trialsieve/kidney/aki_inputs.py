@@ -31,6 +31,7 @@ Plausibility limits (rejects): creatinine 10-3000 µmol/L after conversion (issu
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,8 +55,8 @@ WEIGHT_MAX_KG: Final[float] = 500.0
 _CHUNK: Final[int] = 100_000
 #: temporary table of the physical lines of the file being loaded (line, text)
 _LINES: Final[str] = "_aki_lines"
-#: ISO-8601 UTC text without fractions or offset other than Z (regexp_full_match)
-_CANONICAL_UTC: Final[str] = "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z"
+#: ISO-8601 UTC text without fractions or offset other than Z (a ``strptime`` format)
+_CANONICAL_UTC: Final[str] = "%Y-%m-%dT%H:%M:%SZ"
 
 
 class AkiInputError(ValueError):
@@ -153,13 +154,28 @@ def _to_arrow(
     return pa.table(data)
 
 
-def _read_text(path: Path, kind: str) -> tuple[bytes, str]:
-    """The bytes of ``path`` and their text (``utf-8-sig``: a byte-order mark is dropped)."""
+def _read_bytes(path: Path, kind: str) -> bytes:
+    """The bytes of ``path``, checked to be UTF-8 text (a file that is not is an input error
+    naming its first bad line; the ASCII check is a fast pass that avoids decoding)."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise AkiInputError(f"{kind} file {path}: {e.strerror}") from e
-    return data, data.decode("utf-8-sig")
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise AkiInputError(
+                f"{kind} file {path}, line {line}: not UTF-8 text (byte {data[e.start]:#04x})"
+            ) from e
+    return data
+
+
+def _header(data: bytes) -> str:
+    """The first line of ``data`` as text (``utf-8-sig``: a byte-order mark is dropped)."""
+    end = data.find(b"\n")
+    return data[: len(data) if end < 0 else end].decode("utf-8-sig").removesuffix("\r")
 
 
 def _plain_lines(data: bytes, path: Path) -> bool:
@@ -172,7 +188,7 @@ def _plain_lines(data: bytes, path: Path) -> bool:
     return (
         b'"' not in data
         and b"\x00" not in data
-        and data.count(b"\r") == data.count(b"\r\n")
+        and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"))
         and not any(ch in str(path) for ch in "*?[")
     )
 
@@ -219,10 +235,24 @@ def _no_blank_lines(data: bytes) -> bool:
     """True when no line after the header is empty: DuckDB's CSV reader skips empty lines,
     which would shift the line numbers. (A line of spaces is a one-field record, which the
     reader rejects as having too few fields: it then goes the line-by-line way.)"""
-    body = data.split(b"\n", 1)[1] if b"\n" in data else b""
-    if b"\r" in data and data.count(b"\r\n") != data.count(b"\n"):
+    first = data.find(b"\n")
+    if first >= 0 and data[first + 1 : first + 2] in (b"\n", b"\r"):
+        return False  # a blank line right after the header
+    if b"\r" not in data:
+        return b"\n\n" not in data
+    if data.count(b"\r\n") != data.count(b"\n"):
         return False  # mixed line ends
-    return b"\n\n" not in data and b"\n\r\n" not in data and not body.startswith((b"\n", b"\r"))
+    return b"\n\r\n" not in data
+
+
+def _trailing_comma(data: bytes) -> bool:
+    """True when a line ends with a comma: DuckDB's ``read_csv`` ignores a trailing delimiter
+    ("a,b,c," read as 3 fields; Python's csv sees 4)."""
+    return (
+        b",\n" in data
+        or (b"\r" in data and b",\r\n" in data)
+        or data[-3:].rstrip(b"\r\n").endswith(b",")
+    )
 
 
 def _records_after_header(data: bytes) -> int:
@@ -307,20 +337,18 @@ def _load_raw(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> _Raw:
     offset-less times are UTC (module docstring).
     """
     con.execute("SET TimeZone='UTC'")
-    data, text = _read_text(path, kind)
-    if not text:
+    data = _read_bytes(path, kind)
+    header = _header(data)
+    if data in (b"", codecs.BOM_UTF8):
         required, optional = LAYOUTS[kind]
         wanted = required + optional
         raise AkiInputError(f"{kind} file {path} is empty (need a header: {','.join(wanted)})")
     trim = _needs_trim(data)
     if _plain_lines(data, path):
-        header = text.split("\n", 1)[0].removesuffix("\r")
         names = [h.strip().lower() for h in header.split(",")]
         _check_header(names, path, kind)
-        # DuckDB's read_csv ignores a trailing delimiter ("a,b,c," read as 3 fields; Python's csv
-        # sees 4): such files take the line-splitting path below
-        trailing_comma = b",\n" in data or b",\r\n" in data or data.rstrip(b"\r\n").endswith(b",")
-        if _no_blank_lines(data) and not trailing_comma:
+        # files with a trailing comma take the line-splitting path below
+        if _no_blank_lines(data) and not _trailing_comma(data):
             rel = _csv_raw(con, path, kind, names, _records_after_header(data))
             if rel is not None:
                 return _Raw(rel, trim)
@@ -351,10 +379,28 @@ def _load(
     select_ok: str,
 ) -> FileLoad:
     """Read ``path`` (:func:`_load_raw`), run the checks ``checked_sql(raw)`` (rows with a
-    ``reason``) into a temporary table, and split it into ``table`` and the rejects table."""
+    ``reason``) into the temporary table ``_checked_<table>`` once, copy its rejected rows to
+    the rejects table and make ``table`` a view of its accepted rows (``select_ok``)."""
     raw = _load_raw(con, path, kind)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {checked_sql(raw)}")
-    return _finish(con, path, kind, table, select_ok)
+    checked = f"_checked_{table}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {checked} AS {checked_sql(raw)}")
+    _ensure_rejects(con)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {table} AS {select_ok} FROM {checked} WHERE reason IS NULL"
+    )
+    con.execute(
+        f"INSERT INTO {REJECTS_TABLE} SELECT ?, line, reason FROM {checked} "
+        "WHERE reason IS NOT NULL ORDER BY line",
+        [str(path)],
+    )
+    row = con.execute(
+        f"SELECT COUNT(*), COUNT(*) FILTER (WHERE reason IS NULL) FROM {checked}"
+    ).fetchone()
+    assert row is not None
+    con.execute(f"DROP TABLE IF EXISTS {_LINES}")
+    con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
+    read, ok = int(row[0]), int(row[1])
+    return FileLoad(kind, path, table, read, ok, read - ok)
 
 
 def _id(col: str) -> str:
@@ -369,18 +415,17 @@ def _trimmed(
     when unparseable).
 
     ISO-8601 text -> TIMESTAMPTZ (an offset is applied) -> naive UTC: the session TimeZone is UTC.
-    Text of the exact shape ``YYYY-MM-DDTHH:MM:SSZ`` (``<col>_k``, the usual export) is UTC with
-    no offset to apply: it is cast to TIMESTAMP directly (the same value, a cheaper parse).
+    Text of the shape ``YYYY-MM-DDTHH:MM:SSZ`` (``<col>_k``, the usual export) is UTC with no
+    offset to apply: ``try_strptime`` parses it directly (the same value, a cheaper parse), and
+    only the other texts take the TIMESTAMPTZ cast.
     """
     required, optional = LAYOUTS[kind]
     rel, trim = raw.rel, raw.trim
     fn = "TRIM" if trim else ""
     trims = ", ".join(f"{fn}({_id(c)}) AS {_id(c)}" for c in required + optional)
-    canon = [
-        f"regexp_full_match({_id(c)}, {quote(_CANONICAL_UTC)}) AS {_id(c + '_k')}" for c in times
-    ]
+    canon = [f"try_strptime({_id(c)}, {quote(_CANONICAL_UTC)}) AS {_id(c + '_k')}" for c in times]
     parsed = [
-        f"CASE WHEN {_id(c + '_k')} THEN TRY_CAST({_id(c)} AS TIMESTAMP) "
+        f"CASE WHEN {_id(c + '_k')} IS NOT NULL THEN {_id(c + '_k')} "
         f"ELSE TRY_CAST(TRY_CAST({_id(c)} AS TIMESTAMPTZ) AS TIMESTAMP) END AS {_id(c + '_t')}"
         for c in times
     ]
@@ -399,7 +444,7 @@ def _blank(col: str) -> str:
 def _has_clock(col: str) -> str:
     """A time of day is given (a time column of :func:`_trimmed`: canonical text has one)."""
     return (
-        f"({_id(col + '_k')} OR "
+        f"({_id(col + '_k')} IS NOT NULL OR "
         f"regexp_matches({_id(col)}, '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}}'))"
     )
 
@@ -436,30 +481,6 @@ def _time_reason(col: str, label: str, *, need_clock: bool = True) -> str:
         f"WHEN {_blank(col)} THEN 'missing {label}' "
         f"WHEN {_id(col + '_t')} IS NULL THEN 'unparseable {label}: ' || {_id(col)}{clock}"
     )
-
-
-def _finish(
-    con: duckdb.DuckDBPyConnection, path: Path, kind: str, table: str, select_ok: str
-) -> FileLoad:
-    """Split the temporary table ``_checked`` into ``table`` and the rejects table."""
-    _ensure_rejects(con)
-    con.execute(
-        f"CREATE OR REPLACE TABLE {table} AS {select_ok} FROM _checked WHERE reason IS NULL"
-    )
-    con.execute(
-        f"INSERT INTO {REJECTS_TABLE} SELECT ?, line, reason FROM _checked "
-        "WHERE reason IS NOT NULL ORDER BY line",
-        [str(path)],
-    )
-    row = con.execute(
-        "SELECT COUNT(*), COUNT(*) FILTER (WHERE reason IS NULL) FROM _checked"
-    ).fetchone()
-    assert row is not None
-    con.execute("DROP TABLE _checked")
-    con.execute(f"DROP TABLE IF EXISTS {_LINES}")
-    con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
-    read, ok = int(row[0]), int(row[1])
-    return FileLoad(kind, path, table, read, ok, read - ok)
 
 
 def load_creatinine(con: duckdb.DuckDBPyConnection, path: Path, table: str = "creat") -> FileLoad:
