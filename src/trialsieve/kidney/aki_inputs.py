@@ -1,10 +1,12 @@
-"""The ``trialsieve aki`` input files, read into DuckDB tables with row-level validation.
+"""The ``trialsieve aki`` input files, read into DuckDB with row-level validation (each file's
+accepted rows become a temporary view, its rejected rows go to the rejects table).
 
 Files (issue 2, section 3): ``c.csv`` = ``patient_id,time,value,unit`` (creatinine, unit mg/dL or
 umol/L), ``u.csv`` = ``patient_id,start,end,volume_ml``, ``w.csv`` = ``patient_id,time,weight_kg``,
 ``r.csv`` = ``patient_id,start[,end]`` (renal replacement therapy), ``p.csv`` =
 ``patient_id,birth_date,sex``. Column names are matched case-insensitively; extra columns are
-ignored; a missing required column is a file error (:class:`AkiInputError`).
+ignored; a missing required column, or a file that is not UTF-8 text, is a file error
+(:class:`AkiInputError`, naming the file and, for bad text, the line).
 
 Every data record is either loaded or rejected, never dropped: a reject has the file, its line
 (1-based, the header is line 1, so the first data record is line 2; a record with a quoted
