@@ -47,6 +47,10 @@ class Backend(Protocol):
     def drop(self, name: str) -> None:
         """Forget the relation ``name`` (and free what it holds)."""
 
+    def tables(self) -> set[str]:
+        """The temporary relations that exist now: every one :meth:`create` made and did not
+        drop is among them (the engine drops what a part added)."""
+
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
 
@@ -125,9 +129,7 @@ class DuckDBBackend:
         part; a larger one is split into patient-id ranges of about equally many patients, one
         part per that many events, so that each part's events fit in memory (the store is
         sorted by patient: a part reads only its files' row groups)."""
-        open_store(store_dir, self.con)
-        self.con.execute("DROP VIEW IF EXISTS __store_events")
-        self.con.execute("ALTER VIEW events RENAME TO __store_events")
+        open_store(store_dir, self.con, events="__store_events")
         self._only = ids_sql(patient_ids)
         if patient_ids is not None:  # explaining a few patients: only their events
             return [ALL_PATIENTS]
@@ -159,6 +161,9 @@ class DuckDBBackend:
 
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.rows("SELECT table_name FROM duckdb_tables() WHERE temporary")}
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return self.con.execute(sql).fetchall()
@@ -230,6 +235,9 @@ class SparkBackend:
 
     def drop(self, name: str) -> None:
         self.spark.catalog.dropTempView(name)
+
+    def tables(self) -> set[str]:
+        return {t.name for t in self.spark.catalog.listTables() if t.isTemporary}
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.spark.sql(self.to_spark_sql(sql)).collect()]

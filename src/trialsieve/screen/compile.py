@@ -45,6 +45,7 @@ from trialsieve.screen.sql import (
     parse_window,
     round_half_up,
 )
+from trialsieve.sqltext import escape
 
 #: eGFR is rounded to this many decimals before it is compared and reported: the verdict is
 #: decided on the number the coordinator reads in the reason (19.996 shows as 20.00 and meets
@@ -263,7 +264,7 @@ class Compiler:
         )
         test = f"a.n {OPS[op]} {lit(value)}"
         reason = (
-            f"CAST(a.n AS VARCHAR) || ' record(s) of {_q(label)} ({w.label}), latest: ' "
+            f"CAST(a.n AS VARCHAR) || ' record(s) of {escape(label)} ({w.label}), latest: ' "
             f"|| {latest_text_part('a.last')} || ' on ' || {latest_date_part('a.last')}"
         )
         zero_ok = _compare(0, op, value)
@@ -314,8 +315,8 @@ class Compiler:
                     {MAX_EVIDENCE}) AS evs FROM iv GROUP BY patient_id)
             SELECT tot.patient_id, tot.days, evs.evs FROM tot JOIN evs USING (patient_id)"""
         reason = (
-            f"{fmt_num('a.days')} || ' day(s) of {_q(label)} {w.label} "
-            f"(rule: {_q(op)} {value:g} days)'"
+            f"{fmt_num('a.days')} || ' day(s) of {escape(label)} {w.label} "
+            f"(rule: {escape(op)} {value:g} days)'"
         )
         return self._finish(
             agg,
@@ -343,7 +344,10 @@ class Compiler:
             "min": "val ASC, t DESC, ord",
             "max": "val DESC, t DESC, ord",
         }
-        show = f"'{_q(label)} ' || {fmt_num('val')} || ' {_q(unit)} on ' || strftime(t, '%Y-%m-%d')"
+        show = (
+            f"'{escape(label)} ' || {fmt_num('val')} || ' {escape(unit)} on ' "
+            "|| strftime(t, '%Y-%m-%d')"
+        )
         if agg in order:
             sql = f"""
                 WITH r AS ({rows_sql}),
@@ -351,7 +355,7 @@ class Compiler:
                       AS rn FROM r)
                 SELECT patient_id, pass, {show} AS what, [ev1] AS evs FROM k WHERE rn = 1"""
             v = f"CASE WHEN a.pass THEN {MET} WHEN NOT a.pass THEN {NOT_MET} ELSE {UNKNOWN} END"
-            reason = f"'{agg} ' || a.what || ' (rule: {_q(rule_text)})'"
+            reason = f"'{agg} ' || a.what || ' (rule: {escape(rule_text)})'"
             return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
         if agg not in ("any", "every"):
             raise RuleError(f"unknown aggregation {agg!r} (latest, min, max, any, every)")
@@ -372,9 +376,10 @@ class Compiler:
             )
             reason = (
                 f"CASE WHEN a.n_true > 0 THEN CAST(a.n_true AS VARCHAR) || ' of ' || "
-                f"CAST(a.n AS VARCHAR) || ' values meet {_q(rule_text)}, latest ' || "
+                f"CAST(a.n AS VARCHAR) || ' values meet {escape(rule_text)}, latest ' || "
                 f"{latest_text_part('a.what_true')} "
-                f"ELSE 'none of ' || CAST(a.n AS VARCHAR) || ' values meets {_q(rule_text)}' END"
+                "ELSE 'none of ' || CAST(a.n AS VARCHAR) || "
+                f"' values meets {escape(rule_text)}' END"
             )
             ev = "CASE WHEN a.n_true > 0 THEN a.ev_true ELSE a.ev_all END"
         else:
@@ -384,9 +389,9 @@ class Compiler:
             )
             reason = (
                 f"CASE WHEN a.n_false > 0 THEN CAST(a.n_false AS VARCHAR) || ' of ' || "
-                f"CAST(a.n AS VARCHAR) || ' values fail {_q(rule_text)}, latest ' || "
+                f"CAST(a.n AS VARCHAR) || ' values fail {escape(rule_text)}, latest ' || "
                 f"{latest_text_part('a.what_false')} "
-                f"ELSE 'all ' || CAST(a.n AS VARCHAR) || ' values meet {_q(rule_text)}' END"
+                f"ELSE 'all ' || CAST(a.n AS VARCHAR) || ' values meet {escape(rule_text)}' END"
             )
             ev = "CASE WHEN a.n_false > 0 THEN a.ev_false ELSE a.ev_all END"
         ev = f"list_slice({ev}, 1, {MAX_EVIDENCE})"
@@ -584,11 +589,6 @@ def _rounded_egfr(equation: str, creatinine: str, age: str) -> str:
 
 
 FEMALE = "p.sex = 'female'"
-
-
-def _q(text: str) -> str:
-    """Escape text for use inside a SQL string literal."""
-    return text.replace("'", "''")
 
 
 def _window_phrase(w: Window) -> str:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pyarrow as pa
 
@@ -166,21 +166,6 @@ class _Trial:
     nodes: list[Verdicts]
 
 
-class _Recording:
-    """A backend that remembers the tables created through it (to drop a part's tables)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.created: list[str] = []
-
-    def create(self, name: str, select_sql: str) -> None:
-        self.backend.create(name, select_sql)
-        self.created.append(name)
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.backend, attr)
-
-
 def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime) -> list[_Trial]:
     """Compile every protocol over the current ``pop`` and ``events``."""
     trials = []
@@ -257,11 +242,11 @@ def screen_store(
         if len(parts) == 1:
             trials = _screen_part(backend, protocols, as_of)
         else:  # keep what the results read, drop the rest of the part's tables
-            part_tables = _Recording(backend)
-            trials = _accumulate(
-                backend, _screen_part(cast(Backend, part_tables), protocols, as_of), k == 0
-            )
-            for name in part_tables.created:
+            before = backend.tables()
+            part_trials = _screen_part(backend, protocols, as_of)
+            part_tables = backend.tables() - before
+            trials = _accumulate(backend, part_trials, k == 0)
+            for name in sorted(part_tables):
                 backend.drop(name)
     if len(parts) > 1:
         backend.create("pop", "SELECT * FROM __all_0")

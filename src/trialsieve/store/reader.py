@@ -11,8 +11,9 @@ from trialsieve.sqltext import quote
 from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
 
 
-def open_store(path: Path, con: duckdb.DuckDBPyConnection) -> None:
-    """Register views ``patients`` and ``events`` over the store at ``path`` in ``con``.
+def open_store(path: Path, con: duckdb.DuckDBPyConnection, events: str = "events") -> None:
+    """Register views ``patients`` and ``events`` (or the name ``events`` gives) over the store
+    at ``path`` in ``con``.
 
     An empty store (no events yet) gives empty views with the schema of ``store.schema``.
     """
@@ -31,10 +32,10 @@ def open_store(path: Path, con: duckdb.DuckDBPyConnection) -> None:
     if event_files:
         files = ", ".join(quote(str(f)) for f in event_files)
         con.execute(
-            "CREATE OR REPLACE VIEW events AS SELECT * FROM "
+            f"CREATE OR REPLACE VIEW {events} AS SELECT * FROM "
             f"read_parquet([{files}], union_by_name=true)"
         )
     else:
         empty: pa.Table = EVENTS_SCHEMA.empty_table()
         con.register("__empty_events", empty)
-        con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __empty_events")
+        con.execute(f"CREATE OR REPLACE VIEW {events} AS SELECT * FROM __empty_events")
