@@ -178,7 +178,6 @@ def _cases() -> list[bytes]:
         orjson.dumps(_obs(61)).replace(b"1.1", b"1.10"),
         orjson.dumps(_obs(62)).replace(b"1.1", b"11E-1"),
         orjson.dumps(_obs(63)).replace(b'"p1"', b'"p\\u00e9"'),
-        "é".encode("latin-1") + orjson.dumps(_obs(64)),
         # strings with escapes, non-ASCII or of another JSON type in id / status / reference
         orjson.dumps(_obs(65)).replace(b'"o65"', b'"o\\"65"'),
         orjson.dumps(_obs(66)).replace(b'"o66"', b'"o\\u0036\\u0036"'),
@@ -192,6 +191,10 @@ def _cases() -> list[bytes]:
         orjson.dumps(_obs(75, status=5)),
         orjson.dumps(_obs(76, status=["final"])),
         orjson.dumps(_obs(77, status={"code": "final"})),
+        # trailing commas: DuckDB's JSON parser accepts them, orjson (and JSON) does not
+        orjson.dumps(_obs(78))[:-1] + b",}",
+        orjson.dumps(_obs(79)).replace(b"}]}", b"}, ]}"),
+        orjson.dumps(_obs(80, note=[{"text": "a,]"}])),  # in a string: handed back, stored
     ]
     return lines
 
@@ -219,6 +222,11 @@ def test_edge_cases_same_as_per_record_path(
     obs = summary.by_type["Observation"]
     assert obs.rejected_total > 10 and obs.stored > 30
     assert obs.warnings == 1  # the unitless 55284-4 panel (o45)
+    # the fast path decided the clean records itself (it hands back only what it cannot decide)
+    table, _ = fhir_fast._lines(b"\n".join(_cases()) + b"\n")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    assert fhir_fast._run_sql(con, table)[1] > 20
     rejects = (tmp_path / "fast" / "rejects.jsonl").read_bytes().splitlines()
     # locator "line N (Observation/id)": the line and the resource
     reasons = {r["locator"].split("(")[-1][:-1]: r["reason"] for r in map(orjson.loads, rejects)}
@@ -251,6 +259,15 @@ def test_truncated_gzip_keeps_the_complete_lines(
     last = orjson.loads(rejects.splitlines()[-1])
     assert last["reason"].startswith("unreadable file") and last["locator"].startswith("after line")
     assert 0 < summary.by_type["Observation"].stored < 400
+
+
+def test_a_line_that_is_not_utf8(tmp_path: Path) -> None:
+    """Its chunk goes the per-record way: that line is rejected, the others stored."""
+    lines = [orjson.dumps(_obs(1)), "é".encode("latin-1") + orjson.dumps(_obs(2))]
+    _write(tmp_path / "src", [*lines, orjson.dumps(_obs(3))])
+    summary, _ = _assert_same(tmp_path / "src", tmp_path)
+    assert summary.by_type["Observation"].stored == 2
+    assert summary.by_type["Observation"].rejected_total == 1
 
 
 def test_corrupt_fixture_same_as_per_record_path(tmp_path: Path) -> None:

@@ -66,6 +66,8 @@ _INT_RE = r"-?[1-9][0-9]*|0"
 _DEC_RE = r"-?(0|[1-9][0-9]*)\.[0-9]+"
 
 _NO_OTHER_ROOT = " AND ".join(f"{k} IS NULL" for k in _OTHER_VALUES)
+#: a comma before a closing bracket (whitespace between), also inside strings: conservative
+_TRAILING_COMMA = r"regexp_matches(line, ',\s*[}\]]')"
 
 
 def _json_str(col: str) -> str:
@@ -86,10 +88,11 @@ _OK_SQL = "rec_ok AND pid IS NOT NULL AND pid <> '' AND start_time IS NOT NULL"
 _FLAT_SQL = rf"""
 WITH parsed AS (
   -- a line with "null" anywhere is left to the per-record code (absent and null differ
-  -- for ``key in resource``)
+  -- for ``key in resource``), and so is one with a comma before a closing bracket: DuckDB's
+  -- parser accepts trailing commas, the per-record path rejects them as malformed JSON
   SELECT line_no, contains(line, '"component"') AS comp_text,
     unnest(TRY(json_transform(line, '{_STRUCTURE}')))
-  FROM lines WHERE NOT blank AND NOT contains(line, 'null')
+  FROM lines WHERE NOT blank AND NOT contains(line, 'null') AND NOT {_TRAILING_COMMA}
 ), f AS (
   SELECT *,
     {_json_str("id")} AS id_s,
