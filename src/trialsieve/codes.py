@@ -128,7 +128,7 @@ _MIMIC3_CHART: dict[str, str] = {
     "3693": "weight", "224639": "weight", "226512": "weight", "226531": "weight",
     # urine output (OUTPUTEVENTS), the mimic-code urine_output item list, checked against
     # D_ITEMS of the MIMIC-III demo. 227488 "GU Irrigant Volume In" is an input, not urine: it
-    # is not mapped (mimic-code subtracts it; we do not net it out, see docs/STORE.md).
+    # is not mapped; the MIMIC reader nets it out of the urine charted with it (docs/STORE.md).
     "40055": "urine_volume", "43175": "urine_volume", "40069": "urine_volume",
     "40094": "urine_volume", "40715": "urine_volume", "40473": "urine_volume",
     "40085": "urine_volume", "40057": "urine_volume", "40056": "urine_volume",

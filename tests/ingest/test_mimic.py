@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import shutil
@@ -10,7 +11,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from trialsieve.codes import ICD9CM, ICD9PROC, ICD10CM, ICD10PCS, LOINC, NDC
+from trialsieve.codes import (
+    ICD9CM,
+    ICD9PROC,
+    ICD10CM,
+    ICD10PCS,
+    LOINC,
+    MIMIC3_ITEM,
+    NDC,
+    code_table,
+)
 from trialsieve.ingest.mimic import icd_with_dot, normalize_route
 from trialsieve.ingest.runner import run_ingest
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL
@@ -170,6 +180,48 @@ def test_mimic4_fixture_values(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_gu_irrigant_is_netted_out_of_urine(tmp_path: Path) -> None:
+    """Continuous bladder irrigation: urine = irrigant/urine out - irrigant in (mimic-code)."""
+    src = tmp_path / "m4"
+    shutil.copytree(FIXTURE, src)
+    stay = "10000001,20000001,30000001,1"
+    rows = [  # after the fixture's urine (last charting 18:00, without value)
+        ("20:00", "227488", "1000"), ("20:00", "227489", "1300"),  # net 300
+        ("22:00", "227489", "1000"), ("22:00", "227488", "1000"),  # net 0
+        ("23:00", "227488", "1500"), ("23:00", "227489", "1200"),  # in > out: unknown
+        ("23:30", "227488", "500"), ("23:30", "226559", "150"), ("23:30", "227489", "400"),
+        ("23:45", "227488", "300"),  # no urine charted with it: not netted
+    ]  # fmt: skip
+    with (src / "icu" / "outputevents.csv").open("a") as f:
+        for time, item, value in rows:
+            f.write(f"{stay},2150-05-01 {time}:00,2150-05-01 {time}:05,{item},{value},mL\n")
+    s = run_ingest("mimic4", src, tmp_path / "store")
+    assert s.balanced()
+    urine = _rows(
+        tmp_path / "store",
+        "SELECT strftime(start_time, '%H:%M'), strftime(end_time, '%H:%M'), code, value, "
+        "orig_value FROM events WHERE analyte = 'urine_volume' AND end_time > '2150-05-01 18:00'"
+        " ORDER BY end_time, code",
+    )
+    assert urine == [
+        ("18:00", "20:00", "227489", 300.0, "1300"),
+        ("20:00", "22:00", "227489", 0.0, "1000"),
+        # 23:00 rejected, but its time still ends the period before: the gap stays a gap
+        ("23:00", "23:30", "226559", 50.0, "150"),  # 500 in: 400 from 227489, 100 from here
+        ("23:00", "23:30", "227489", 0.0, "400"),
+    ]
+    rejects = _rejects(tmp_path / "store")
+    assert rejects[("outputevents", "line 12")] == (
+        "net urine volume unknown: GU irrigant in exceeds the urine charted with it "
+        "(1500 mL of item 227488 > 1200 mL)"
+    )
+    assert s.by_type["outputevents"].rejected_total == 2  # that one and the fixture's line 6
+    assert s.by_type["outputevents"].warnings == 1  # the 23:45 irrigant in
+    # the irrigant rows themselves are output items without analyte, stored as charted
+    assert _rows(tmp_path / "store", "SELECT count(*), sum(value) FROM events "
+                 "WHERE code = '227488'") == [(5, 4300.0)]  # fmt: skip
+
+
 def test_mimic4_reingest_is_idempotent(tmp_path: Path) -> None:
     run_ingest("mimic4", FIXTURE, tmp_path)
     first = _rows(tmp_path, "SELECT * FROM events ORDER BY event_id")
@@ -251,6 +303,53 @@ def test_mimic3_demo_codes_and_urine_periods(mimic3_store: Path) -> None:
     )
     n, periods, backwards = (int(x) for x in urine[0])  # type: ignore[call-overload]
     assert n > 9000 and backwards == 0 and periods > 0.99 * n
+
+
+def test_mimic3_demo_gu_irrigant_nets_as_mimic_code(shared_data: Path, mimic3_store: Path) -> None:
+    """Per charting with irrigant in, the stored urine sums to mimic-code's urine_output sum."""
+    con = duckdb.connect()
+    urine_items = ", ".join(k for k, v in code_table(MIMIC3_ITEM).items() if v == "urine_volume")
+    # mimic-code concepts/fluid_balance/urine_output.sql, restricted to irrigant chartings
+    expected = con.execute(
+        f"""
+        SELECT ICUSTAY_ID, CHARTTIME,
+          sum(CASE WHEN ITEMID = 227488 AND VALUE > 0 THEN -VALUE ELSE VALUE END) AS net
+        FROM read_csv('{shared_data}/mimic3_demo/OUTPUTEVENTS.csv')
+        WHERE ITEMID IN ({urine_items}, 227488) AND ISERROR IS NULL
+        GROUP BY ALL HAVING count(*) FILTER (ITEMID = 227488) > 0
+          AND count(*) FILTER (ITEMID <> 227488) > 0
+        """
+    ).fetchall()
+    query = "SELECT source, value FROM events WHERE analyte = 'urine_volume'"
+    stored = {int(str(src).split(":")[1]): v for src, v in _rows(mimic3_store, query)}
+    urine_codes = set(urine_items.split(", "))
+    lines_at: dict[tuple[int, dt.datetime], list[int]] = {}
+    with (shared_data / "mimic3_demo" / "OUTPUTEVENTS.csv").open(newline="") as f:
+        reader = csv.DictReader(f)
+        for r in reader:
+            if r["ITEMID"] in urine_codes and not r["ISERROR"]:
+                key = (int(r["ICUSTAY_ID"]), dt.datetime.fromisoformat(r["CHARTTIME"]))
+                lines_at.setdefault(key, []).append(reader.line_num)
+    # chartings whose urine rows are all stored or rejected for the irrigant (the demo has
+    # one of 28,000 mL, implausible: rejected as such)
+    netting = {int(loc.split()[1]) for (rt, loc), why in _rejects(mimic3_store).items()
+               if rt == "OUTPUTEVENTS" and why.startswith("net urine volume unknown")}  # fmt: skip
+    n_pos = n_neg = 0
+    for stay, t, net in expected:
+        lines = lines_at[(stay, t)]
+        if not all(ln in stored or ln in netting for ln in lines):
+            continue
+        if net >= 0:
+            assert sum(stored[ln] for ln in lines) == pytest.approx(net), (stay, t)
+            n_pos += 1
+        else:
+            assert all(ln in netting for ln in lines), (stay, t)
+            n_neg += 1
+    assert n_pos > 60 and n_neg > 5
+    # the irrigant was taken off: before, 227489 was stored as charted
+    total = _rows(mimic3_store, "SELECT sum(CAST(orig_value AS DOUBLE)) - sum(value) "
+                  "FROM events WHERE code = '227489'")[0][0]  # fmt: skip
+    assert total > 50_000  # type: ignore[operator]
 
 
 def test_mimic3_chartevents_weights_and_error_rows(shared_data: Path, tmp_path: Path) -> None:

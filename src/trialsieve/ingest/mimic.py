@@ -24,7 +24,10 @@ Mapping (also docs/STORE.md "MIMIC mapping"); ``source`` = ``<file name>:<line>`
   ``urine_output_rate``/``kdigo_uo`` do), for the stay's first charting the ICU INTIME (ICUSTAYS),
   end_time = CHARTTIME. Without an earlier charting or INTIME, start = end = CHARTTIME (a
   volume without a known period). ISERROR = 1 rows are rejected. Other output items are stored
-  at CHARTTIME with analyte NULL. GU irrigant volume in (227488) is not netted out of 227489.
+  at CHARTTIME with analyte NULL. GU irrigant: as mimic-code's ``urine_output``, the
+  irrigant volume in (227488) of a charting is taken off the urine charted with it (the
+  irrigant/urine out 227489 first); a charting whose irrigant in exceeds its urine is rejected
+  (net volume unknown); the 227488 row itself is stored as an output item.
 - CHARTEVENTS -> vital: only weight and blood-pressure items (``trialsieve.codes``) are read
   (other items are filtered at the source and not counted); ERROR = 1 rows are rejected; unit =
   VALUEUOM, else the item's unit (3581/226531 lb, 3582 oz, other weights kg, BP mmHg).
@@ -449,21 +452,113 @@ def _stay_key(r: dict[str, str]) -> str:
     )
 
 
+#: GU irrigant (MetaVision items, MIMIC-III and -IV): the irrigant volume in, charted in
+#: OUTPUTEVENTS, and the irrigant/urine volume out, which holds the irrigant as well as the urine
+GU_IRRIGANT_IN, GU_IRRIGANT_OUT = "227488", "227489"
+
+
+@dataclass
+class _Netting:
+    """GU irrigant netting of one OUTPUTEVENTS table, by file line."""
+
+    net: dict[int, float] = field(default_factory=dict)  # urine row -> volume net of irrigant
+    reject: dict[int, str] = field(default_factory=dict)  # urine row -> why its volume is unknown
+    unmatched: set[int] = field(default_factory=set)  # irrigant rows without urine at their time
+
+
+def _volume_ml(r: dict[str, str]) -> float | None:
+    """The row's volume in mL (unit table of urine_volume); None when absent, odd or implausible."""
+    num = parse_float(r.get("valuenum"))
+    if num is None:
+        num = parse_float(r.get("value"))
+    if num is None:
+        return None
+    try:
+        return convert("urine_volume", num, text(r.get("valueuom")))[0]
+    except Reject:
+        return None
+
+
+def _charting(r: dict[str, str]) -> tuple[str, dt.datetime] | None:
+    """(stay, CHARTTIME) of an OUTPUTEVENTS row not charted in error; None when it has no time."""
+    if text(r.get("iserror")) == "1":
+        return None
+    try:
+        t = parse_time(r.get("charttime"), "CHARTTIME")
+    except Reject:
+        return None
+    return None if t is None else (_stay_key(r), t)
+
+
+def _gu_irrigant_netting(
+    irrigant: dict[tuple[str, dt.datetime], tuple[float | None, list[int]]],
+    urine_at: dict[tuple[str, dt.datetime], list[tuple[bool, int, float]]],
+) -> _Netting:
+    """Urine of a charting = its urine items - the GU irrigant in (227488, value > 0).
+
+    As mimic-code ``concepts/fluid_balance/urine_output.sql`` (MIMIC-III and -IV) sums the urine
+    items of a (stay, CHARTTIME) with 227488 negated. ``irrigant``: (stay, time) -> (irrigant in
+    mL, None when a unit is unknown; its lines); ``urine_at``: (stay, time) -> (not 227489, line,
+    mL) of the urine rows there. The irrigant in is taken off the charting's urine rows, the
+    irrigant/urine out (227489) first, then the others in file order, so their total is
+    mimic-code's sum. Where the irrigant in exceeds the urine charted with it (in and out bags
+    charted apart) the net is negative: the charting's urine rows are rejected, their volume
+    unknown, never clipped; their time still bounds the next charting's period. Irrigant in
+    without urine charted at the same time is not netted (a warning on the irrigant row).
+    """
+    out = _Netting()
+    for key, (volume_in, in_lines) in irrigant.items():
+        rows = [(line, ml) for _, line, ml in sorted(urine_at.get(key, []))]
+        if not rows:
+            out.unmatched.update(in_lines)
+            continue
+        total = sum(ml for _, ml in rows)
+        if volume_in is None:
+            reason = (f"net urine volume unknown: the GU irrigant in charted at this time "
+                      f"(item {GU_IRRIGANT_IN}) has an unknown unit")  # fmt: skip
+        elif total < volume_in:
+            reason = (
+                "net urine volume unknown: GU irrigant in exceeds the urine charted with it "
+                f"({volume_in:g} mL of item {GU_IRRIGANT_IN} > {total:g} mL)"
+            )
+        else:
+            left = volume_in
+            for line, ml in rows:
+                taken = min(ml, left)
+                out.net[line], left = ml - taken, left - taken
+            continue
+        out.reject.update((line, reason) for line, _ in rows)
+    return out
+
+
 def _read_outputevents(ctx: _Ctx) -> None:
     table, rt = ctx.tables["outputevents"], ctx.rt("outputevents")
     system = ctx.item_system
-    # pass 1: the distinct urine charttimes of each stay, to give each volume its period
+    # pass 1: the GU irrigant in of each charting (rows of that item only)
+    irrigant: dict[tuple[str, dt.datetime], tuple[float | None, list[int]]] = {}
+    for line, r in table.rows(keep=("itemid", {GU_IRRIGANT_IN})):
+        key = _charting(r)
+        num = parse_float(r.get("valuenum"))
+        num = parse_float(r.get("value")) if num is None else num
+        if key is None or num is None or num <= 0:
+            continue
+        ml = _volume_ml(r)
+        total, lines = irrigant.get(key, (0.0, []))
+        irrigant[key] = (None if total is None or ml is None else total + ml, [*lines, line])
+    # pass 2: the distinct urine charttimes of each stay, to give each volume its period, and
+    # the urine rows charted with irrigant in
     times: dict[str, set[dt.datetime]] = {}
-    for _, r in table.rows():
+    urine_at: dict[tuple[str, dt.datetime], list[tuple[bool, int, float]]] = {}
+    for line, r in table.rows():
         itemid = text(r.get("itemid")) or ""
-        if analyte_for_code(system, itemid) != "urine_volume" or text(r.get("iserror")) == "1":
+        key = _charting(r)
+        if analyte_for_code(system, itemid) != "urine_volume" or key is None:
             continue
-        try:
-            t = parse_time(r.get("charttime"), "CHARTTIME")
-        except Reject:
-            continue
-        if t is not None:
-            times.setdefault(_stay_key(r), set()).add(t)
+        times.setdefault(key[0], set()).add(key[1])
+        ml = _volume_ml(r) if key in irrigant else None
+        if ml is not None:  # a row without a usable volume is rejected on its own
+            urine_at.setdefault(key, []).append((itemid != GU_IRRIGANT_OUT, line, ml))
+    netting = _gu_irrigant_netting(irrigant, urine_at)
     previous: dict[tuple[str, dt.datetime], dt.datetime] = {}
     for stay, ts in times.items():
         ordered = sorted(ts)
@@ -472,7 +567,7 @@ def _read_outputevents(ctx: _Ctx) -> None:
             previous[(stay, ordered[0])] = first
         for a, b in zip(ordered, ordered[1:], strict=False):
             previous[(stay, b)] = a
-    del times
+    del times, urine_at
     rows = RowBuffer(ctx.sink, rt)
     for line, r in table.rows():
         ctx.sink.count_read(rt)
@@ -485,9 +580,16 @@ def _read_outputevents(ctx: _Ctx) -> None:
             start = t
             if ev["analyte"] == "urine_volume":
                 start = previous.get((_stay_key(r), t), t)
+                if line in netting.reject:
+                    raise Reject(netting.reject[line])
+                ev["value"] = netting.net.get(line, ev.get("value"))
             ev.update(patient_id=pid, kind="output", code_system=system, code=itemid,
                       display=ctx.labels.get(itemid), start_time=start, end_time=t)  # fmt: skip
             _emit(table, rows, line, ev)
+            if line in netting.unmatched:
+                ctx.sink.warn(rt, table.fname, f"line {line}",
+                              "GU irrigant in without a usable urine volume charted at the "
+                              "same time: not netted out of the urine output")  # fmt: skip
         except Reject as e:
             ctx.sink.reject(rt, table.fname, f"line {line}", str(e))
     rows.flush()
