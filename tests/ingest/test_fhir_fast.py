@@ -195,6 +195,10 @@ def _cases() -> list[bytes]:
         orjson.dumps(_obs(78))[:-1] + b",}",
         orjson.dumps(_obs(79)).replace(b"}]}", b"}, ]}"),
         orjson.dumps(_obs(80, note=[{"text": "a,]"}])),  # in a string: handed back, stored
+        # nesting: orjson's limit is 1,024 levels, DuckDB's parser has none
+        orjson.dumps(_obs(81))[:-1] + b',"extension":' + b"[" * 1024 + b"]" * 1024 + b"}",
+        orjson.dumps(_obs(82))[:-1] + b',"extension":' + b"[" * 1023 + b"]" * 1023 + b"}",
+        orjson.dumps(_obs(83, extension=[[[]]] * 400)),  # many brackets, shallow: stored
     ]
     return lines
 

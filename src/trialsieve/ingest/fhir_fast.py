@@ -18,6 +18,8 @@ missing or odd time, an unknown or missing unit, an implausible value, an unusua
 spelling, another resource type...) is handed back, with its line, to the per-record code of
 ``FhirReader``, which stores it or rejects it with exactly the reason it always gave. The rows of
 both paths are emitted together in line order, so the result equals the per-record path's.
+Known difference (docs/STORE.md, "Fast path"): a JSON object that repeats a property name is
+read with its first value here, its last by orjson.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ _DEC_RE = r"-?(0|[1-9][0-9]*)\.[0-9]+"
 _NO_OTHER_ROOT = " AND ".join(f"{k} IS NULL" for k in _OTHER_VALUES)
 #: a comma before a closing bracket (whitespace between), also inside strings: conservative
 _TRAILING_COMMA = r"regexp_matches(line, ',\s*[}\]]')"
+#: orjson refuses nesting 1,024 deep: a line with that many opening brackets (so at least twice
+#: as many bytes) might be that deep (counted only on long lines)
+_MAYBE_TOO_DEEP = (
+    "(strlen(line) >= 2048 AND "
+    "strlen(line) - strlen(replace(replace(line, '[', ''), '{', '')) >= 1024)"
+)
 
 
 def _json_str(col: str) -> str:
@@ -88,11 +96,12 @@ _OK_SQL = "rec_ok AND pid IS NOT NULL AND pid <> '' AND start_time IS NOT NULL"
 _FLAT_SQL = rf"""
 WITH parsed AS (
   -- a line with "null" anywhere is left to the per-record code (absent and null differ
-  -- for ``key in resource``), and so is one with a comma before a closing bracket: DuckDB's
-  -- parser accepts trailing commas, the per-record path rejects them as malformed JSON
+  -- for ``key in resource``), and so are those DuckDB's JSON parser accepts but orjson rejects
+  -- as malformed: a comma before a closing bracket, nesting deeper than orjson's limit
   SELECT line_no, contains(line, '"component"') AS comp_text,
     unnest(TRY(json_transform(line, '{_STRUCTURE}')))
   FROM lines WHERE NOT blank AND NOT contains(line, 'null') AND NOT {_TRAILING_COMMA}
+    AND NOT {_MAYBE_TOO_DEEP}
 ), f AS (
   SELECT *,
     {_json_str("id")} AS id_s,
