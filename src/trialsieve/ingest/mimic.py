@@ -398,15 +398,19 @@ def _charted_item(r: dict[str, Any]) -> tuple[str, dt.datetime]:
     return itemid, t
 
 
+def _number(r: dict[str, str]) -> float | None:
+    """A charted row's number: VALUENUM, else VALUE when it is numeric."""
+    num = parse_float(r.get("valuenum"))
+    return parse_float(r.get("value")) if num is None else num
+
+
 def _measure(
     ctx: _Ctx, r: dict[str, str], itemid: str, unit_default: str | None = None
 ) -> dict[str, Any]:
     """analyte, value (canonical), unit, value_text, orig_* of a lab/chart/output row."""
     analyte = analyte_for_code(ctx.item_system, itemid)
     raw = text(r.get("value"))
-    num = parse_float(r.get("valuenum"))
-    if num is None:
-        num = parse_float(raw)
+    num = _number(r)
     unit = text(r.get("valueuom")) or unit_default
     if raw is None and num is None:
         raise Reject("missing value")
@@ -468,9 +472,7 @@ class _Netting:
 
 def _volume_ml(r: dict[str, str]) -> float | None:
     """The row's volume in mL (unit table of urine_volume); None when absent, odd or implausible."""
-    num = parse_float(r.get("valuenum"))
-    if num is None:
-        num = parse_float(r.get("value"))
+    num = _number(r)
     if num is None:
         return None
     try:
@@ -538,8 +540,7 @@ def _read_outputevents(ctx: _Ctx) -> None:
     irrigant: dict[tuple[str, dt.datetime], tuple[float | None, list[int]]] = {}
     for line, r in table.rows(keep=("itemid", {GU_IRRIGANT_IN})):
         key = _charting(r)
-        num = parse_float(r.get("valuenum"))
-        num = parse_float(r.get("value")) if num is None else num
+        num = _number(r)
         if key is None or num is None or num <= 0:
             continue
         ml = _volume_ml(r)
