@@ -164,3 +164,24 @@ def test_identity_order_check() -> None:
     assert _is_identity(pa.array([0, 1, 2], pa.int64()))
     assert not _is_identity(pa.array([1, 0, 2], pa.int64()))
     assert not _is_identity(pa.array([1, 2, 3], pa.int64()))
+
+
+def test_events_files_are_in_the_screening_layout(tmp_path: Path) -> None:
+    """kind, analyte, patient, time, event id (NULLs last), row groups of EVENTS_ROW_GROUP, and
+    the order declared in the file, after a first ingest and after a merge with it."""
+    import pyarrow.parquet as pq
+
+    from trialsieve.ingest.runner import run_ingest
+    from trialsieve.store.reader import in_screening_order
+    from trialsieve.store.schema import EVENTS_ORDER, EVENTS_ROW_GROUP
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "mimic4_mini"
+    for _ in range(2):  # the second run merges with the rows already stored
+        run_ingest("mimic4", fixture, tmp_path)
+        path = tmp_path / "events" / "mimic4_mini.parquet"
+        cols = pq.read_table(path, columns=list(EVENTS_ORDER)).to_pydict().values()
+        rows = list(zip(*cols, strict=True))
+        assert len({r[0] for r in rows}) >= 5 and any(r[1] is None for r in rows)
+        assert rows == sorted(rows, key=lambda r: tuple((x is None, x or "") for x in r))
+        assert pq.ParquetFile(path).metadata.row_group(0).num_rows <= EVENTS_ROW_GROUP
+        assert in_screening_order(tmp_path)

@@ -28,7 +28,8 @@ from trialsieve.kidney.aki_inputs import (
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL
 from trialsieve.kidney.egfr import egfr
 from trialsieve.store import open_store
-from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
+from trialsieve.store.reader import in_screening_order
+from trialsieve.store.schema import EVENTS_ORDER, EVENTS_SCHEMA, PATIENTS_SCHEMA
 from trialsieve.synth.generator import SynthConfig, chunks
 from trialsieve.synth.trajectories import aki_factor, creatinine_for_egfr, cystatin_for_egfr
 from trialsieve.synth.writers import write_fhir, write_pyaki, write_store
@@ -164,11 +165,12 @@ def test_store_schema_manifest_and_conventions(store2000: Path) -> None:
     ).fetchall():
         low, high = ANALYTES[analyte].plausible
         assert low <= lo and hi <= high, analyte
-    # sorted as the store writer sorts
+    # in the store's layout, as the store writer writes it (nulls last), and saying so
     ordered = con.sql(
-        f"SELECT patient_id, start_time, event_id FROM read_parquet('{parts[0]}')"
+        f"SELECT {', '.join(EVENTS_ORDER)} FROM read_parquet('{parts[0]}')"
     ).fetchall()
-    assert ordered == sorted(ordered)
+    assert ordered == sorted(ordered, key=lambda r: tuple((x is None, x or "") for x in r))
+    assert in_screening_order(store2000)
     kinds = {k for (k,) in one("SELECT DISTINCT kind FROM events").fetchall()}
     assert kinds == {"lab", "vital", "output", "condition", "procedure", "medication", "encounter"}
 

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from trialsieve.screen.sql import lit
-from trialsieve.store.reader import open_store
+from trialsieve.store.reader import event_files, in_screening_order, open_store
 
 
 class Backend(Protocol):
@@ -127,9 +127,10 @@ class DuckDBBackend:
     ) -> list[PatientRange]:
         """Views over the store. A store of up to :data:`MATERIALIZE_MAX_EVENTS` events is one
         part; a larger one is split into patient-id ranges of about equally many patients, one
-        part per that many events, so that each part's events fit in memory (the store is
-        sorted by patient: a part reads only its files' row groups)."""
+        part per that many events, so that each part's events fit in memory (within each kind
+        and analyte the store is sorted by patient: a part reads only its row groups)."""
         open_store(store_dir, self.con, events="__store_events")
+        self._clustered = in_screening_order(store_dir)
         self._only = ids_sql(patient_ids)
         if patient_ids is not None:  # explaining a few patients: only their events
             return [ALL_PATIENTS]
@@ -141,13 +142,21 @@ class DuckDBBackend:
         return split_ids([r[0] for r in ids], parts)
 
     def load_events(self, part: PatientRange) -> None:
-        """Load the part's events once (the columns rules read) into a table clustered by
-        (analyte, kind), so that each rule's scan reads only the row groups of its analyte or
-        kind (zone maps) instead of re-reading the Parquet files."""
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
-            f"FROM __store_events WHERE {self._only} AND {range_sql(part)} ORDER BY analyte, kind"
-        )
+        """Load the part's events once (the columns rules read) into a table clustered by kind
+        and analyte, so that each rule's scan reads only the row groups of its analyte or kind
+        (zone maps) instead of re-reading the Parquet files. A store in the screening layout
+        (``store.reader.in_screening_order``) is loaded in file order, which is that
+        clustering; an older store is sorted here (at 100k patients ~12 s of a ~17 s load)."""
+        sort = "" if self._clustered else " ORDER BY kind, analyte"
+        # file order kept for this statement only (the session default is off, for speed)
+        self.con.execute("SET preserve_insertion_order = true")
+        try:
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
+                f"FROM __store_events WHERE {self._only} AND {range_sql(part)}{sort}"
+            )
+        finally:
+            self.con.execute("SET preserve_insertion_order = false")
         self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
 
     def create(self, name: str, select_sql: str) -> None:
@@ -214,7 +223,7 @@ class SparkBackend:
             raise FileNotFoundError(f"{store_dir}: not a store directory")
         read = self.spark.read.parquet
         read(str(store_dir / "patients.parquet")).createOrReplaceTempView("patients")
-        files = sorted(str(f) for f in (store_dir / "events").glob("*.parquet"))
+        files = [str(f) for f in event_files(store_dir)]
         if not files:
             raise FileNotFoundError(f"{store_dir}: store has no events")
         read(*files).createOrReplaceTempView("__store_events")

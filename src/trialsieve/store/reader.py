@@ -6,9 +6,30 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from trialsieve.sqltext import quote
-from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
+from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA, events_sorting_columns
+
+
+def event_files(path: Path) -> list[Path]:
+    """The store's events files, in name order."""
+    folder = Path(path) / "events"
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def in_screening_order(path: Path) -> bool:
+    """True when every row group of every events file declares the store's layout
+    (``schema.EVENTS_ORDER`` as Parquet sorting columns): screening then loads the events as
+    they lie instead of sorting them. Stores written before that layout (sorted by patient)
+    say nothing and are sorted at load, as are files of another column order."""
+    files = event_files(path)
+    want = events_sorting_columns()
+    for f in files:
+        md = pq.ParquetFile(f).metadata
+        if any(md.row_group(i).sorting_columns != want for i in range(md.num_row_groups)):
+            return False
+    return bool(files)
 
 
 def open_store(path: Path, con: duckdb.DuckDBPyConnection, events: str = "events") -> None:
@@ -21,7 +42,7 @@ def open_store(path: Path, con: duckdb.DuckDBPyConnection, events: str = "events
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: not a store directory")
     patients = path / "patients.parquet"
-    event_files = sorted((path / "events").glob("*.parquet")) if (path / "events").is_dir() else []
+    files = event_files(path)
     if patients.exists():
         con.execute(
             f"CREATE OR REPLACE VIEW patients AS SELECT * FROM read_parquet({quote(str(patients))})"
@@ -29,11 +50,11 @@ def open_store(path: Path, con: duckdb.DuckDBPyConnection, events: str = "events
     else:
         con.register("__empty_patients", PATIENTS_SCHEMA.empty_table())
         con.execute("CREATE OR REPLACE VIEW patients AS SELECT * FROM __empty_patients")
-    if event_files:
-        files = ", ".join(quote(str(f)) for f in event_files)
+    if files:
+        names = ", ".join(quote(str(f)) for f in files)
         con.execute(
             f"CREATE OR REPLACE VIEW {events} AS SELECT * FROM "
-            f"read_parquet([{files}], union_by_name=true)"
+            f"read_parquet([{names}], union_by_name=true)"
         )
     else:
         empty: pa.Table = EVENTS_SCHEMA.empty_table()

@@ -7,6 +7,7 @@ Times are UTC, stored as timezone-naive ``timestamp[us]`` meaning UTC.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 PATIENTS_SCHEMA = pa.schema(
     [
@@ -57,3 +58,18 @@ EVENTS_SCHEMA = pa.schema(
         ("dataset", pa.string()),
     ]
 )
+
+#: physical order of the rows of every events file (the screening layout): rules read events by
+#: kind or analyte, a screening part by patient range, so each (kind, analyte) run is sorted by
+#: patient and the row groups' statistics let both skip what they do not need; a store in this
+#: order is screened without re-sorting its events (``store.reader.in_screening_order``)
+EVENTS_ORDER = ("kind", "analyte", "patient_id", "start_time", "event_id")  # event_id last
+#: rows per Parquet row group of an events file (DuckDB's own row-group size)
+EVENTS_ROW_GROUP = 122_880
+
+
+def events_sorting_columns() -> tuple[pq.SortingColumn, ...]:
+    """``EVENTS_ORDER`` as Parquet sorting-column metadata (ascending, nulls last)."""
+    return pq.SortingColumn.from_ordering(
+        EVENTS_SCHEMA, [(c, "ascending") for c in EVENTS_ORDER], null_placement="at_end"
+    )

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -26,7 +27,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trialsieve.ingest.sink import IngestError
-from trialsieve.store.schema import EVENTS_SCHEMA, PATIENTS_SCHEMA
+from trialsieve.store.schema import (
+    EVENTS_ORDER,
+    EVENTS_ROW_GROUP,
+    EVENTS_SCHEMA,
+    PATIENTS_SCHEMA,
+    events_sorting_columns,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +149,10 @@ def _is_identity(order: pa.Array) -> bool:
     return bool(idx[0] == 0 and (np.diff(idx) == 1).all()) if len(idx) else True
 
 
-def _atomic_write_parquet(table: pa.Table, path: Path) -> None:
+def _atomic_write_parquet(table: pa.Table, path: Path, **options: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", **options)
     os.replace(tmp, path)
 
 
@@ -322,16 +329,17 @@ class StoreWriter:
         n_new = new.num_rows
         con.register(
             "old_e",
-            old.select(["patient_id", "start_time", "event_id"]).append_column(
+            old.select(list(EVENTS_ORDER)).append_column(
                 "__i", pa.array(np.arange(n_new, n_new + old.num_rows, dtype=np.int64))
             ),
         )
         # only the sort keys go through DuckDB; the rows are then taken in that order (moving
         # every column through the dedup and the sort costs several times more)
+        order = ", ".join(EVENTS_ORDER)
         n0 = con.sql(
-            """
+            f"""
             SELECT *, hash(event_id) AS h FROM (
-              SELECT __i, patient_id, start_time,
+              SELECT __i, {", ".join(EVENTS_ORDER[:-1])},
                 coalesce(event_id, md5(concat_ws('|', dataset, source, code_system, code,
                                                   kind)))::VARCHAR AS event_id
               FROM new_e WHERE patient_id IN (SELECT patient_id FROM known))
@@ -342,21 +350,19 @@ class StoreWriter:
         hashes = np.sort(n0.column("h").to_numpy())
         if not (hashes[1:] == hashes[:-1]).any():
             # no event id twice among the new rows (the usual case): the dedup is a no-op
-            dedup = "SELECT __i, patient_id, start_time, event_id FROM n0"
+            dedup = f"SELECT __i, {order} FROM n0"
         else:
             # the last row of each event_id (a hash aggregate: cheaper than a window)
-            dedup = """
-              SELECT max(__i) AS __i, arg_max_null(patient_id, __i) AS patient_id,
-                arg_max_null(start_time, __i) AS start_time, event_id
-              FROM n0 GROUP BY event_id"""
+            last = ", ".join(f"arg_max_null({c}, __i) AS {c}" for c in EVENTS_ORDER[:-1])
+            dedup = f"SELECT max(__i) AS __i, {last}, event_id FROM n0 GROUP BY event_id"
+        # the store's layout (store.schema.EVENTS_ORDER; NULLs last, as the file metadata says)
         keys = con.sql(
             f"""
             WITH n AS ({dedup})
             SELECT __i, event_id FROM (
-              SELECT __i, patient_id, start_time, event_id FROM old_e
-              WHERE event_id NOT IN (SELECT event_id FROM n)
-              UNION ALL SELECT __i, patient_id, start_time, event_id FROM n)
-            ORDER BY patient_id, start_time, event_id
+              SELECT __i, {order} FROM old_e WHERE event_id NOT IN (SELECT event_id FROM n)
+              UNION ALL SELECT __i, {order} FROM n)
+            ORDER BY {", ".join(f"{c} ASC NULLS LAST" for c in EVENTS_ORDER)}
             """
         ).to_arrow_table()
         rows = pa.concat_tables([new.select(EVENTS_SCHEMA.names).cast(EVENTS_SCHEMA), old])
@@ -377,7 +383,9 @@ class StoreWriter:
             ],
             schema=EVENTS_SCHEMA,
         )
-        _atomic_write_parquet(merged, path)
+        _atomic_write_parquet(
+            merged, path, row_group_size=EVENTS_ROW_GROUP, sorting_columns=events_sorting_columns()
+        )
         return merged.num_rows
 
     def _write_rejects(self) -> None:

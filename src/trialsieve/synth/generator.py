@@ -7,7 +7,8 @@ result, and the first N patients of a larger population are the population of si
 Within a block everything is vectorised with numpy (no Python loop per event).
 
 Each chunk becomes one Arrow table per store table (schema of :mod:`trialsieve.store.schema`),
-sorted by patient_id, start_time, event_id. ``source`` is ``<Resource>/<patient>-<n>`` (the FHIR
+sorted by patient_id, start_time, event_id (``writers.write_store`` puts the events in the
+store's layout). ``source`` is ``<Resource>/<patient>-<n>`` (the FHIR
 resource the row is exported as with ``--format fhir``) and ``event_id`` is the hash the store
 writer gives that resource: md5(``dataset|source|code_system|code|kind``), so ingesting the FHIR
 export into dataset ``synth`` gives back the same rows.

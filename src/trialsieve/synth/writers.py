@@ -1,9 +1,9 @@
 """Outputs of ``trialsieve synth``: a canonical store, FHIR Bulk NDJSON, or AKI CSV files.
 
 - **store**: the layout of ``docs/STORE.md``: ``patients.parquet`` (one row group per chunk,
-  written as it streams), ``events/synth-<k>.parquet`` (one part per chunk, each sorted by
-  patient_id, start_time, event_id; the parts cover consecutive patient ranges, so their
-  concatenation is sorted), ``manifest.json`` (dataset ``synth``: counts per resource type, the
+  written as it streams), ``events/synth-<k>.parquet`` (one part per chunk, each in the store's
+  layout: sorted by kind, analyte, patient_id, start_time, event_id; the parts cover
+  consecutive patient ranges), ``manifest.json`` (dataset ``synth``: counts per resource type, the
   generator's parameters) and an empty ``rejects.jsonl``.
 - **fhir**: ``Patient.ndjson``, ``Observation.ndjson``, ``Condition.ndjson``,
   ``Procedure.ndjson``, ``MedicationRequest.ndjson``, ``Encounter.ndjson`` (FHIR R4), one
@@ -42,7 +42,12 @@ import pyarrow.parquet as pq
 
 from trialsieve.codes import LOINC, SNOMED
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL
-from trialsieve.store.schema import PATIENTS_SCHEMA
+from trialsieve.store.schema import (
+    EVENTS_ORDER,
+    EVENTS_ROW_GROUP,
+    PATIENTS_SCHEMA,
+    events_sorting_columns,
+)
 from trialsieve.synth.concepts import BP_PANEL, UNIT_VARIANTS, reference_in
 from trialsieve.synth.generator import (
     DATASET,
@@ -73,7 +78,12 @@ def _store_part(cfg: SynthConfig, out: Path, k: int) -> tuple[pa.Table, int, Cou
     """Generate chunk ``k`` and write ``events/synth-<k>.parquet``; return patients and counts."""
     patients, events = chunk(cfg, k)
     part = out / "events" / f"{DATASET}-{k:05d}.parquet"
-    pq.write_table(events, part, compression="zstd", store_schema=False)
+    # the store's layout (store.schema.EVENTS_ORDER, nulls last), as the store writer writes it
+    keys = pa.table({c: events.column(c).cast(pa.string()) if c in ("kind", "analyte")
+                     else events.column(c) for c in EVENTS_ORDER})  # fmt: skip
+    events = events.take(pc.sort_indices(keys, [(c, "ascending", "at_end") for c in EVENTS_ORDER]))
+    layout = {"row_group_size": EVENTS_ROW_GROUP, "sorting_columns": events_sorting_columns()}
+    pq.write_table(events, part, compression="zstd", store_schema=False, **layout)
     sources = pc.unique(events.column("source"))
     rtype = pc.list_element(pc.split_pattern(sources, "/", max_splits=1), 0)
     src = pc.value_counts(rtype)
