@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -78,10 +79,7 @@ def _store_part(cfg: SynthConfig, out: Path, k: int) -> tuple[pa.Table, int, Cou
     """Generate chunk ``k`` and write ``events/synth-<k>.parquet``; return patients and counts."""
     patients, events = chunk(cfg, k)
     part = out / "events" / f"{DATASET}-{k:05d}.parquet"
-    # the store's layout (store.schema.EVENTS_ORDER, nulls last), as the store writer writes it
-    keys = pa.table({c: events.column(c).cast(pa.string()) if c in ("kind", "analyte")
-                     else events.column(c) for c in EVENTS_ORDER})  # fmt: skip
-    events = events.take(pc.sort_indices(keys, [(c, "ascending", "at_end") for c in EVENTS_ORDER]))
+    events = events.take(_store_order(events))
     layout = {"row_group_size": EVENTS_ROW_GROUP, "sorting_columns": events_sorting_columns()}
     pq.write_table(events, part, compression="zstd", store_schema=False, **layout)
     sources = pc.unique(events.column("source"))
@@ -89,6 +87,28 @@ def _store_part(cfg: SynthConfig, out: Path, k: int) -> tuple[pa.Table, int, Cou
     src = pc.value_counts(rtype)
     by_type: Counter[str] = Counter({str(v["values"]): int(v["counts"]) for v in src.to_pylist()})
     return patients, events.num_rows, by_type
+
+
+def _rank(col: pa.ChunkedArray) -> np.ndarray:
+    """Each value's rank in ascending string (UTF-8 byte) order, NULL after every value."""
+    arr = col.combine_chunks()
+    if not pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_encode()
+    words = arr.dictionary.to_pylist()
+    present = sorted((w, i) for i, w in enumerate(words) if w is not None)
+    rank = np.full(len(words) + 1, len(words), np.int64)  # NULL (last entry: null indices)
+    rank[[i for _, i in present]] = np.arange(len(present))
+    return rank[arr.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+
+
+def _store_order(events: pa.Table) -> np.ndarray:
+    """Row order of the store's layout (store.schema.EVENTS_ORDER, NULLs last).
+
+    A chunk comes sorted by patient_id, start_time, event_id, the tail of that order, so a
+    stable sort by kind and analyte gives the whole of it.
+    """
+    assert EVENTS_ORDER[:2] == ("kind", "analyte")
+    return np.lexsort((_rank(events.column("analyte")), _rank(events.column("kind"))))
 
 
 def write_store(cfg: SynthConfig, out: Path, jobs: int = 1) -> dict[str, int]:
