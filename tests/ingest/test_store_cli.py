@@ -32,8 +32,10 @@ def test_ingest_then_store_info(tmp_path: Path) -> None:
     assert kinds == {"lab": 2, "vital": 2}
     assert {a["analyte"] for a in info["analytes"]} == {"creatinine", "hemoglobin", "sbp", "dbp"}
     assert [d["dataset"] for d in info["datasets"]] == ["fhir_corrupt"]
+    assert info["screening_layout"] is True
     res = runner.invoke(cli, ["store", "info", str(store)])
     assert "patients: 2" in res.output and "creatinine" in res.output
+    assert "events layout: screening order" in res.output
 
 
 def test_truncated_gzip_is_a_reject_not_a_crash(tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ from typing import Any
 
 import duckdb
 
-from trialsieve.store.reader import open_store
+from trialsieve.store.reader import in_screening_order, open_store
 
 
 def store_info(path: Path, top: int = 20) -> dict[str, Any]:
-    """Patients, events by kind, top analytes with counts and date ranges, datasets."""
+    """Patients, events by kind, top analytes with counts and date ranges, datasets, and
+    whether the events files are in the screening layout (docs/STORE.md)."""
     con = duckdb.connect()
     try:
         open_store(path, con)
@@ -40,6 +41,7 @@ def store_info(path: Path, top: int = 20) -> dict[str, Any]:
     return {
         "patients": {"total": patients[0], "with_birth_date": patients[1],
                      "deceased": patients[2]},
+        "screening_layout": in_screening_order(path),
         "events_by_kind": [
             {"kind": k, "events": n, "patients": p, "first": str(a), "last": str(b)}
             for k, n, a, b, p in kinds
@@ -62,6 +64,12 @@ def format_info(info: dict[str, Any]) -> str:
     out = [
         f"patients: {p['total']} ({p['with_birth_date']} with birth date, "
         f"{p['deceased']} deceased)",
+        "events layout: "
+        + (
+            "screening order (kind, analyte, patient, time)"
+            if info["screening_layout"]
+            else "not declared (screening sorts the events at load; re-ingest to rewrite)"
+        ),
         "",
         _table(["kind", "events", "patients", "first", "last"], info["events_by_kind"]),
         "",
