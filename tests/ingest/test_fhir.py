@@ -143,6 +143,50 @@ def test_unitless_bp_components_are_mmhg_with_a_warning(
     ]
 
 
+def test_a_quantity_with_a_comparator_keeps_it(tmp_path: Path) -> None:
+    """valueQuantity.comparator ("<0.3 mg/dL", "eGFR >90"): the bound is the value (converted
+    as any value), the comparator is kept in value_text and orig_value."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "Patient.ndjson").write_bytes(
+        (FIXTURES / "fhir_corrupt/Patient.000.ndjson").read_bytes()
+    )
+    loinc = "http://loinc.org"
+
+    def obs(oid: str, code: str, qty: dict[str, object]) -> bytes:
+        return orjson.dumps(
+            {"resourceType": "Observation", "id": oid, "status": "final",
+             "subject": {"reference": "Patient/pat-1"}, "effectiveDateTime": "2024-03-05",
+             "code": {"coding": [{"system": loinc, "code": code}]}, "valueQuantity": qty}
+        )  # fmt: skip
+
+    (src / "Observation.ndjson").write_bytes(
+        b"\n".join([
+            obs("lt", "2160-0", {"value": 0.3, "comparator": "<", "unit": "mg/dL"}),
+            obs("gt", "33914-3", {"value": 90, "comparator": ">", "unit": "mL/min/{1.73_m2}"}),
+            obs("exact", "2160-0", {"value": 1.2, "unit": "mg/dL"}),
+        ]) + b"\n"
+    )  # fmt: skip
+    s = run_ingest("fhir", src, tmp_path / "store")
+    assert s.by_type["Observation"].stored == 3 and s.balanced()
+    rows = (
+        _con(tmp_path / "store")
+        .execute(
+            "SELECT source, analyte, value, unit, value_text, orig_value, orig_unit FROM events "
+            "ORDER BY source"
+        )
+        .fetchall()
+    )
+    assert rows == [
+        ("Observation/exact", "creatinine", pytest.approx(1.2 * 88.4), "umol/L", None, "1.2",
+         "mg/dL"),
+        ("Observation/gt", "egfr_reported", 90.0, "mL/min/1.73m2", ">90", ">90",
+         "mL/min/{1.73_m2}"),
+        ("Observation/lt", "creatinine", pytest.approx(0.3 * 88.4), "umol/L", "<0.3", "<0.3",
+         "mg/dL"),
+    ]  # fmt: skip
+
+
 def test_unknown_patient_rejects_name_file_and_entry(tmp_path: Path) -> None:
     src = tmp_path / "bundles"
     src.mkdir()

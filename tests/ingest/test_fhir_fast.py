@@ -199,6 +199,13 @@ def _cases() -> list[bytes]:
         orjson.dumps(_obs(81))[:-1] + b',"extension":' + b"[" * 1024 + b"]" * 1024 + b"}",
         orjson.dumps(_obs(82))[:-1] + b',"extension":' + b"[" * 1023 + b"]" * 1023 + b"}",
         orjson.dumps(_obs(83, extension=[[[]]] * 400)),  # many brackets, shallow: stored
+        # a comparator: a bound, stored as text by the per-record code
+        orjson.dumps(_obs(84, valueQuantity={"value": 0.3, "comparator": "<", "unit": "mg/dL"})),
+        orjson.dumps(
+            _bp(
+                85, {"value": 300, "comparator": ">", "unit": "mmHg"}, {"value": 80, "unit": "mmHg"}
+            )
+        ),
     ]
     return lines
 

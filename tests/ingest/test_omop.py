@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -108,6 +109,42 @@ def test_corrupt_fixture_values_codes_and_patients(tmp_path: Path) -> None:
         ("2", None, "female", None),
         ("3", dt.date(1975, 1, 1), "female", dt.date(2024, 2, 1)),
     ]  # fmt: skip
+
+
+def test_a_measurement_with_an_operator_keeps_it(tmp_path: Path) -> None:
+    """operator_concept_id other than "=" (a bound such as "<0.3"): the bound is the value,
+    the operator is kept in value_text and orig_value: its CONCEPT name, else the standard
+    concept's symbol, else its id."""
+    src = tmp_path / "omop"
+    shutil.copytree(FIXTURE, src)
+    with (src / "concept.csv").open("a") as f:  # a site's own operator concept
+        f.write("2000000001,≥,Meas Value Operator,Local,Qualifier Value,,GE,1970-01-01,"
+                "2099-12-31,\n")  # fmt: skip
+    measurements = ((40, 4171756, "0.3"), (41, 4172703, "1.1"), (42, 2000000001, "9"),
+                    (43, 2000000002, "9"))  # fmt: skip
+    with (src / "measurement.csv").open("a") as f:
+        for mid, op, value in measurements:
+            f.write(f"{mid},1,3016723,2024-01-20,,,0,{op},{value},0,8840,,,,,,CREA,0,mg/dL,0,"
+                    f"{value},,\n")  # fmt: skip
+    s = run_ingest("omop", src, tmp_path / "store")
+    assert s.balanced()
+    rows = _rows(
+        tmp_path / "store",
+        "SELECT source, value, value_text, orig_value FROM events "
+        "WHERE source LIKE 'measurement/measurement_id=4_' ORDER BY source",
+    )
+    mg = UMOL_PER_MGDL
+    assert rows == [
+        ("measurement/measurement_id=40", pytest.approx(0.3 * mg), "<0.3", "<0.3"),  # no CONCEPT
+        ("measurement/measurement_id=41", pytest.approx(1.1 * mg), None, "1.1"),  # "="
+        ("measurement/measurement_id=42", pytest.approx(9 * mg), "≥9", "≥9"),  # CONCEPT name
+        (
+            "measurement/measurement_id=43",
+            pytest.approx(9 * mg),
+            "[operator 2000000002]9",
+            "[operator 2000000002]9",
+        ),  # fmt: skip
+    ]
 
 
 def test_omop_concept_of() -> None:

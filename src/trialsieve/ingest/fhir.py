@@ -438,6 +438,10 @@ class FhirReader:
             row["orig_unit"] = unit
             if v is None:
                 raise Reject("valueQuantity without value")
+            if q.get("comparator") is not None:
+                # "<0.3", ">90": a bound. Rules read the bound as the value (as before, and as
+                # a lab's own flagging does); value_text and orig_value keep the comparator
+                row["orig_value"] = row["value_text"] = f"{q['comparator']}{v}"
             value = float(v)
             if analyte:
                 if unit is None and bp_panel and system == LOINC and code in BP_COMPONENTS:

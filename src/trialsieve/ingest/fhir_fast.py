@@ -97,11 +97,12 @@ _FLAT_SQL = rf"""
 WITH parsed AS (
   -- a line with "null" anywhere is left to the per-record code (absent and null differ
   -- for ``key in resource``), and so are those DuckDB's JSON parser accepts but orjson rejects
-  -- as malformed: a comma before a closing bracket, nesting deeper than orjson's limit
+  -- as malformed: a comma before a closing bracket, nesting deeper than orjson's limit; a
+  -- Quantity comparator ("<0.3": a bound, its text kept in value_text) is decided there too
   SELECT line_no, contains(line, '"component"') AS comp_text,
     unnest(TRY(json_transform(line, '{_STRUCTURE}')))
   FROM lines WHERE NOT blank AND NOT contains(line, 'null') AND NOT {_TRAILING_COMMA}
-    AND NOT {_MAYBE_TOO_DEEP}
+    AND NOT {_MAYBE_TOO_DEEP} AND NOT contains(line, '"comparator"')
 ), f AS (
   SELECT *,
     {_json_str("id")} AS id_s,

@@ -17,7 +17,9 @@ docs/STORE.md "OMOP mapping":
   gender_concept_id (else gender_source_value) -> sex; earliest death.death_date.
 - measurement -> kind lab (vital for BP, weight, height, heart rate...): measurement_datetime,
   else measurement_date; value_as_number + unit -> canonical value; value_as_concept name ->
-  value_text; range_low/high -> ref_low/ref_high.
+  value_text; range_low/high -> ref_low/ref_high. A value with an operator other than "="
+  (operator_concept_id, e.g. "<0.3") is a bound: its value is the bound, value_text and
+  orig_value keep the operator.
 - observation -> kind observation: observation_datetime/_date; value_as_number,
   value_as_string or value_as_concept name.
 - condition_occurrence -> condition (start..end; status = condition_status concept name).
@@ -150,7 +152,7 @@ _SPECS = (
           extra={"v_num": "value_as_number", "v_concept": "value_as_concept_id",
                  "unit_concept": "unit_concept_id", "unit_src": "unit_source_value",
                  "r_low": "range_low", "r_high": "range_high",
-                 "v_src": "value_source_value"}),
+                 "v_src": "value_source_value", "operator": "operator_concept_id"}),
     _Spec("observation", "observation", "observation_concept_id", "observation_source_value",
           "observation_source_concept_id", ("observation_datetime", "observation_date"),
           extra={"v_num": "value_as_number", "v_str": "value_as_string",
@@ -174,7 +176,11 @@ _SPECS = (
           ("visit_end_datetime", "visit_end_date")),
 )  # fmt: skip
 #: extra columns whose value is a concept id to be resolved to its name
-_CONCEPT_EXTRAS = ("v_concept", "status_concept", "route_concept")
+_CONCEPT_EXTRAS = ("v_concept", "status_concept", "route_concept", "operator")
+#: measurement.operator_concept_id, standard "Meas Value Operator" concepts (OMOP vocabulary),
+#: for a database without its CONCEPT table; "=" (4172703) is an exact value
+_OPERATORS = {"4171756": "<", "4171754": "<=", "4172703": "=", "4171755": ">=", "4172704": ">"}
+_EQUALS = "4172703"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,6 +561,12 @@ def _value(ev: dict[str, Any], r: dict[str, Any], analyte: str | None) -> None:
     ev["value_text"] = text(r.get("v_str")) or r.get("v_concept_name")
     if num is None:
         return
+    op = _nonzero(r.get("operator"))
+    if op is not None and op != _EQUALS:
+        # "<0.3": a bound. Rules read the bound as the value; value_text and orig_value keep
+        # the operator
+        symbol = r.get("operator_name") or _OPERATORS.get(op) or f"[operator {op}]"
+        ev["orig_value"] = ev["value_text"] = f"{symbol}{raw}"
     if analyte:
         ev["value"], ev["unit"] = convert(analyte, num, unit)
         ev["ref_low"] = convert_ref(analyte, parse_float(r.get("r_low")), unit)
