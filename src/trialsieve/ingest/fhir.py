@@ -439,8 +439,8 @@ class FhirReader:
             if v is None:
                 raise Reject("valueQuantity without value")
             if q.get("comparator") is not None:
-                # "<0.3", ">90": a bound. Rules read the bound as the value (as before, and as
-                # a lab's own flagging does); value_text and orig_value keep the comparator
+                # "<0.3", ">90": a bound. The value is the bound (rules read it so, see
+                # docs/STORE.md "Bounds"); value_text and orig_value keep the comparator
                 row["orig_value"] = row["value_text"] = f"{q['comparator']}{v}"
             value = float(v)
             if analyte:
