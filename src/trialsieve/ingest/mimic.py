@@ -552,8 +552,10 @@ def _read_outputevents(ctx: _Ctx) -> None:
     urine_at: dict[tuple[str, dt.datetime], list[tuple[bool, int, float]]] = {}
     for line, r in table.rows():
         itemid = text(r.get("itemid")) or ""
+        if analyte_for_code(system, itemid) != "urine_volume":
+            continue
         key = _charting(r)
-        if analyte_for_code(system, itemid) != "urine_volume" or key is None:
+        if key is None:
             continue
         times.setdefault(key[0], set()).add(key[1])
         ml = _volume_ml(r) if key in irrigant else None
