@@ -73,3 +73,8 @@ def events_sorting_columns() -> tuple[pq.SortingColumn, ...]:
     return pq.SortingColumn.from_ordering(
         EVENTS_SCHEMA, [(c, "ascending") for c in EVENTS_ORDER], null_placement="at_end"
     )
+
+
+def events_parquet_options() -> dict[str, object]:
+    """``pq.write_table`` options of every events file: the layout's row groups and order."""
+    return {"row_group_size": EVENTS_ROW_GROUP, "sorting_columns": events_sorting_columns()}

@@ -29,10 +29,9 @@ import pyarrow.parquet as pq
 from trialsieve.ingest.sink import IngestError
 from trialsieve.store.schema import (
     EVENTS_ORDER,
-    EVENTS_ROW_GROUP,
     EVENTS_SCHEMA,
     PATIENTS_SCHEMA,
-    events_sorting_columns,
+    events_parquet_options,
 )
 
 log = logging.getLogger(__name__)
@@ -383,9 +382,7 @@ class StoreWriter:
             ],
             schema=EVENTS_SCHEMA,
         )
-        _atomic_write_parquet(
-            merged, path, row_group_size=EVENTS_ROW_GROUP, sorting_columns=events_sorting_columns()
-        )
+        _atomic_write_parquet(merged, path, **events_parquet_options())
         return merged.num_rows
 
     def _write_rejects(self) -> None:

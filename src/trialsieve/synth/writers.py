@@ -45,9 +45,8 @@ from trialsieve.codes import LOINC, SNOMED
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL
 from trialsieve.store.schema import (
     EVENTS_ORDER,
-    EVENTS_ROW_GROUP,
     PATIENTS_SCHEMA,
-    events_sorting_columns,
+    events_parquet_options,
 )
 from trialsieve.synth.concepts import BP_PANEL, UNIT_VARIANTS, reference_in
 from trialsieve.synth.generator import (
@@ -80,8 +79,7 @@ def _store_part(cfg: SynthConfig, out: Path, k: int) -> tuple[pa.Table, int, Cou
     patients, events = chunk(cfg, k)
     part = out / "events" / f"{DATASET}-{k:05d}.parquet"
     events = events.take(_store_order(events))
-    layout = {"row_group_size": EVENTS_ROW_GROUP, "sorting_columns": events_sorting_columns()}
-    pq.write_table(events, part, compression="zstd", store_schema=False, **layout)
+    pq.write_table(events, part, compression="zstd", store_schema=False, **events_parquet_options())
     sources = pc.unique(events.column("source"))
     rtype = pc.list_element(pc.split_pattern(sources, "/", max_splits=1), 0)
     src = pc.value_counts(rtype)
