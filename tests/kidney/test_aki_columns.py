@@ -4,6 +4,8 @@ Without ``nhs_rv2``/``nhs_ratio`` the day 8-365 median is computed only where it
 result, and without ``min48_time``/``baseline_time`` the ARG_MIN windows are skipped: every
 requested column must still equal the full query's, row for row, on series built to hit the
 edges (same-second results, exact 7-day and 365-day edges, even-count medians, thresholds).
+The same holds when the windows are computed once for both baselines (``windows=``, as the
+screening does) and the rows come unsorted (``ordered=False``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialsieve.kidney.aki import BASELINES, OUTPUT_COLUMNS, creatinine_stages_sql
+from trialsieve.kidney.aki import (
+    BASELINES,
+    OUTPUT_COLUMNS,
+    creatinine_stages_sql,
+    creatinine_windows_sql,
+)
+from trialsieve.screen.kidney_tables import STAGE_COLUMNS
 
 T0 = datetime(2024, 3, 1, 8, 0, 0)
 #: the columns ``trialsieve aki`` asks for (trialsieve.cli.aki.STAGED_COLUMNS)
@@ -51,6 +59,9 @@ def _con(rows: list[tuple[str, int, float]]) -> duckdb.DuckDBPyConnection:
 
 def assert_same(rows: list[tuple[str, int, float]], columns: tuple[str, ...]) -> None:
     con = _con(rows)
+    shared = "rid" in columns and not {"nhs_rv2", "nhs_ratio"} & set(columns)
+    if shared:
+        con.execute(f"CREATE TABLE win AS {creatinine_windows_sql('creat')}")
     for baseline in BASELINES:
         for rrt, pat in ((None, None), ("rrt", "pat")):
             full = creatinine_stages_sql("creat", patients=pat, rrt=rrt, baseline=baseline)
@@ -60,6 +71,14 @@ def assert_same(rows: list[tuple[str, int, float]], columns: tuple[str, ...]) ->
             want = con.execute(f"SELECT {', '.join(columns)} FROM ({full})").fetchall()
             got = con.execute(part).fetchall()
             assert got == want, (baseline, rrt)
+            if shared:  # windows computed once, rows unsorted: the same rows
+                once = creatinine_stages_sql(
+                    "creat", patients=pat, rrt=rrt, baseline=baseline, columns=columns,
+                    ordered=False, windows="win",
+                )  # fmt: skip
+                rid = columns.index("rid")
+                got = sorted(con.execute(once).fetchall(), key=lambda r: r[rid])
+                assert got == want, (baseline, rrt, "windows")
 
 
 def series(rng: random.Random, n_patients: int) -> list[tuple[str, int, float]]:
@@ -76,7 +95,9 @@ def series(rng: random.Random, n_patients: int) -> list[tuple[str, int, float]]:
     return rows
 
 
-@pytest.mark.parametrize("columns", [CLI_COLUMNS, OUTPUT_COLUMNS, ("rid", "nhs_stage")])
+@pytest.mark.parametrize(
+    "columns", [CLI_COLUMNS, STAGE_COLUMNS, OUTPUT_COLUMNS, ("rid", "nhs_stage")]
+)
 @pytest.mark.parametrize("seed", range(6))
 def test_subset_equals_full_query(seed: int, columns: tuple[str, ...]) -> None:
     assert_same(series(random.Random(seed), 30), columns)
@@ -95,6 +116,7 @@ def test_subset_equals_full_query(seed: int, columns: tuple[str, ...]) -> None:
 )
 def test_subset_equals_full_query_generated(rows: list[tuple[str, int, float]]) -> None:
     assert_same(rows, CLI_COLUMNS)
+    assert_same(rows, STAGE_COLUMNS)
 
 
 def test_unknown_or_empty_columns_rejected() -> None:
@@ -102,3 +124,8 @@ def test_unknown_or_empty_columns_rejected() -> None:
         creatinine_stages_sql("creat", columns=("rid", "nope"))
     with pytest.raises(ValueError, match="unknown output column"):
         creatinine_stages_sql("creat", columns=())
+
+
+def test_shared_windows_need_the_lower_bound_median() -> None:
+    with pytest.raises(ValueError, match="leave nhs_rv2 and nhs_ratio out"):
+        creatinine_stages_sql("creat", windows="win")

@@ -32,7 +32,7 @@ def _both(store: Path, spark: SparkBackend) -> tuple[list[dict[str, Any]], list[
     duck = screen_store(store, protocols, DEMO_AS_OF).records
     sprk = screen_store(store, protocols, DEMO_AS_OF, backend=spark).records
     # the module shares one local session (4 GB driver): free this run's checkpointed tables
-    # before the next test (accumulated, they once left too little memory for a broadcast join)
+    # before the next test
     for name in spark.tables():
         spark.drop(name)
     spark.spark.catalog.clearCache()

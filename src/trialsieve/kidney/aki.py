@@ -188,6 +188,51 @@ def _median_ctes(w_cols: str, w8_365: str, lowest_cols: str) -> list[str]:
     ]
 
 
+def _input_cte(creat: str) -> str:
+    """CTE ``c``: the results of ``creat`` with epoch seconds ``ts``."""
+    return f"""c AS (
+  SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,
+    CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts
+  FROM {creat}
+)"""
+
+
+def _window_ctes(creat: str, *, lowest: bool, times: bool, all_medians: bool) -> list[str]:
+    """CTEs ``c`` (:func:`_input_cte`) ... ``w`` (every result with its window
+    columns: min48, min7, their times, the day 8-365 median or its lower bound ``minf``, and with
+    ``lowest`` the lowest values of 3 months and 1 year with their times)."""
+    w48, w7, w365 = _window(W48H_S, 1), _window(W7D_S, 1), _window(W365D_S, 1)
+    w8_365 = _window(W365D_S, W7D_S + 1)
+    w3m = _window(W3M_S, 1)
+
+    def arg_min(frame: str, name: str) -> str:
+        if not times:
+            return ""
+        return f",\n    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {frame} AS {name}"
+
+    lowest_cols = ""
+    if lowest:
+        lowest_cols = f""",
+    MIN(scr) OVER {w3m} AS low3m{arg_min(w3m, "low3m_time")},
+    MIN(scr) OVER {w365} AS low1y{arg_min(w365, "low1y_time")}"""
+
+    w_cols = f"""rid, patient_id, t, scr, ts,
+    MIN(scr) OVER {w48} AS min48{arg_min(w48, "min48_time")},
+    MIN(scr) OVER {w7} AS min7{arg_min(w7, "min7_time")}"""
+    ctes = [_input_cte(creat)]
+    if all_medians:
+        return ctes + _windowed_median_ctes(creat, w_cols, w8_365, lowest_cols)
+    return ctes + _median_ctes(w_cols, w8_365, lowest_cols)
+
+
+def creatinine_windows_sql(creat: str) -> str:
+    """SELECT of the window columns of every result of ``creat`` that
+    :func:`creatinine_stages_sql` reads as ``windows`` for either baseline strategy with
+    ``columns`` that leave out ``nhs_rv2`` and ``nhs_ratio``: computed once, staged twice."""
+    ctes = _window_ctes(creat, lowest=True, times=True, all_medians=False)
+    return "WITH " + ",\n".join(ctes) + "\nSELECT * FROM w"
+
+
 def creatinine_stages_sql(
     creat: str,
     *,
@@ -195,6 +240,8 @@ def creatinine_stages_sql(
     rrt: str | None = None,
     baseline: str = "kdigo",
     columns: Sequence[str] | None = None,
+    ordered: bool = True,
+    windows: str | None = None,
 ) -> str:
     """SELECT over relation ``creat`` staging every creatinine result (KDIGO and NHS England).
 
@@ -217,7 +264,10 @@ def creatinine_stages_sql(
     ``baseline_time`` the window ARG_MINs are skipped; without ``nhs_rv2`` and ``nhs_ratio`` the
     day 8-365 median is computed only for the rows where it can change a result (see
     :func:`_median_ctes`), which needs non-NULL ``patient_id``, ``t`` and ``scr`` (as loaded by
-    :mod:`trialsieve.kidney.aki_inputs`) and unique ``rid``.
+    :mod:`trialsieve.kidney.aki_inputs`) and unique ``rid``. ``ordered=False`` leaves the rows in
+    no particular order (no final sort, for a caller that joins them by ``rid``). ``windows``:
+    a relation made by :func:`creatinine_windows_sql` over the same ``creat``, read instead of
+    computing the windows again (``columns`` must then leave out ``nhs_rv2`` and ``nhs_ratio``).
     """
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline strategy {baseline!r} (one of {', '.join(BASELINES)})")
@@ -226,40 +276,20 @@ def creatinine_stages_sql(
         if unknown or not columns:
             raise ValueError(f"unknown output column(s) {unknown!r} (of {OUTPUT_COLUMNS})")
     want = set(OUTPUT_COLUMNS if columns is None else columns)
-    times = bool(want & {"min48_time", "baseline_time"})
     all_medians = bool(want & {"nhs_rv2", "nhs_ratio"})
+    if windows is not None and all_medians:
+        raise ValueError(
+            "precomputed windows hold no day 8-365 median at every row: "
+            "leave nhs_rv2 and nhs_ratio out of columns"
+        )
+    times = windows is not None or bool(want & {"min48_time", "baseline_time"})
     eps = repr(EPS_UMOL_L)
-    w48, w7, w365 = _window(W48H_S, 1), _window(W7D_S, 1), _window(W365D_S, 1)
-    w8_365 = _window(W365D_S, W7D_S + 1)
-    w3m = _window(W3M_S, 1)
-
-    def arg_min(frame: str, name: str) -> str:
-        if not times:
-            return ""
-        return f",\n    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {frame} AS {name}"
-
-    lowest_cols = ""
-    if baseline == "lowest-3m-1y-mdrd75":
-        lowest_cols = f""",
-    MIN(scr) OVER {w3m} AS low3m{arg_min(w3m, "low3m_time")},
-    MIN(scr) OVER {w365} AS low1y{arg_min(w365, "low1y_time")}"""
-
-    w_cols = f"""rid, patient_id, t, scr, ts,
-    MIN(scr) OVER {w48} AS min48{arg_min(w48, "min48_time")},
-    MIN(scr) OVER {w7} AS min7{arg_min(w7, "min7_time")}"""
-    ctes = [
-        f"""c AS (
-  SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,
-    CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts
-  FROM {creat}
-)""",
-    ]
-    if all_medians:
-        ctes += _windowed_median_ctes(creat, w_cols, w8_365, lowest_cols)
-        rv2_known = "g.med8_365 IS NOT NULL"
-    else:
-        ctes += _median_ctes(w_cols, w8_365, lowest_cols)
-        rv2_known = "g.minf IS NOT NULL"
+    if windows is None:
+        lowest = baseline == "lowest-3m-1y-mdrd75"
+        ctes = _window_ctes(creat, lowest=lowest, times=times, all_medians=all_medians)
+    else:  # the window columns were computed once, for both baselines
+        ctes = [_input_cte(creat), f"w AS (SELECT * FROM {windows})"]
+    rv2_known = "g.med8_365 IS NOT NULL" if all_medians else "g.minf IS NOT NULL"
 
     if rrt is not None:
         ctes.append(
@@ -392,7 +422,8 @@ def creatinine_stages_sql(
 )"""
     )
     sel = "*" if columns is None else ", ".join(columns)
-    return "WITH " + ",\n".join(ctes) + f"\nSELECT {sel} FROM s ORDER BY rid"
+    order = " ORDER BY rid" if ordered else ""
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT {sel} FROM s{order}"
 
 
 def stage_creatinine(

@@ -333,16 +333,32 @@ def below_threshold_runs_sql(
     (DOUBLE), ``reached_time`` (= start + min_hours), ``max_rate_ml_kg_h`` (highest segment rate
     in the run). A rule that needs "more than" 6 h strictly can filter ``hours > 6``.
     """
-    secs = _whole_seconds(min_hours)
+    return runs_lasting_sql(f"({below_threshold_all_runs_sql(urine, weights, below_ml_kg_h)})",
+                            min_hours)  # fmt: skip
+
+
+def below_threshold_all_runs_sql(urine: str, weights: str, below_ml_kg_h: float) -> str:
+    """Every maximal run of urine output strictly below ``below_ml_kg_h``, however short:
+    ``patient_id``, ``start``, ``end``, ``max_rate_ml_kg_h``. A run is maximal whatever the
+    duration asked for, so rules with the same threshold and different hours share these runs
+    (:func:`runs_lasting_sql` keeps those of each duration)."""
     pred = _criterion_predicate(below_ml_kg_h)
     return f"""WITH {_rates_ctes(urine, weights, (), uid=False)},
 {_segments_ctes()},
-{_runs_ctes(pred, secs, "_runs")}
-SELECT patient_id, "start", "end",
+{_runs_ctes(pred, 0, "_runs")}
+SELECT patient_id, "start", "end", max_rate_ml_kg_h FROM _runs"""
+
+
+def runs_lasting_sql(runs: str, min_hours: float) -> str:
+    """The runs of relation ``runs`` (:func:`below_threshold_all_runs_sql`) lasting at least
+    ``min_hours``, in the columns of :func:`below_threshold_runs_sql`."""
+    secs = _whole_seconds(min_hours)
+    return f"""SELECT patient_id, "start", "end",
     (EPOCH("end") - EPOCH("start")) / 3600.0 AS hours,
     "start" + INTERVAL '{secs}' SECOND AS reached_time,
     max_rate_ml_kg_h
-FROM _runs"""
+FROM {runs} r
+WHERE EPOCH("end") - EPOCH("start") >= {secs}"""
 
 
 def urine_stages_sql(urine: str, weights: str) -> str:

@@ -288,6 +288,11 @@ def spark_session(master: str | None = None) -> Any:
         .config("spark.sql.shuffle.partitions", os.environ.get("TRIALSIEVE_SPARK_PARTITIONS", "4"))
         .config("spark.driver.memory", os.environ.get("TRIALSIEVE_SPARK_DRIVER_MEMORY", "4g"))
         .config("spark.driver.maxResultSize", "0")
+        # the results query LEFT JOINs ~20 broadcast rule tables per trial; each broadcast hash
+        # table starts with one memory page, 64 MB by default, so ~80 of them exhausted a 4 GB
+        # driver even for tiny tables ("Not enough memory to build and broadcast the table",
+        # "Could not allocate memory to grow BytesToBytesMap"); small pages grow as needed
+        .config("spark.buffer.pageSize", os.environ.get("TRIALSIEVE_SPARK_PAGE_SIZE", "2m"))
         .getOrCreate()
     )
 

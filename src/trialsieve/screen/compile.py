@@ -57,6 +57,10 @@ MAX_EVIDENCE = 10
 
 DEFAULT_HAS_KINDS = ("condition", "procedure", "medication", "observation")
 
+#: kinds whose concept-set rules are matched on the run's distinct codes (:meth:`Compiler.coded`):
+#: few distinct codes, many rows; measurements (lab, vital, output) keep the per-row predicate
+CODED_KINDS = ("condition", "procedure", "medication", "observation", "encounter")
+
 
 class RuleError(ValueError):
     """A rule the compiler cannot translate (unknown node, bad field)."""
@@ -184,6 +188,30 @@ class Compiler:
             return concept_predicate(spec, "e"), str(spec.get("description", "listed codes"))
         raise RuleError(f"bad concepts {spec!r}")
 
+    def coded(self, pred: str, kinds: Sequence[str]) -> str:
+        """SQL ``FROM events e ... WHERE`` selecting the events of ``kinds`` that concept
+        predicate ``pred`` (over alias ``e``) accepts; a caller appends ``AND <conditions>``.
+
+        The predicate (often dozens of LIKEs) depends only on kind, code system, code and
+        analyte, so for :data:`CODED_KINDS` it is evaluated once per distinct code of the run
+        (one shared table) and the events are semi-joined to the codes it accepts: the same
+        rows, without evaluating it on every event.
+        """
+        kinds_sql = ", ".join(lit(k) for k in kinds)
+        if not set(kinds) <= set(CODED_KINDS):
+            return f"FROM events e WHERE e.kind IN ({kinds_sql}) AND {pred}"
+        codes = self.table(
+            "SELECT DISTINCT kind, code_system, code, analyte FROM events "
+            f"WHERE kind IN ({', '.join(lit(k) for k in CODED_KINDS)})"
+        )
+        keys = " AND ".join(
+            f"m.{c} IS NOT DISTINCT FROM e.{c}" for c in ("code_system", "code", "analyte")
+        )
+        return (
+            f"FROM events e SEMI JOIN (SELECT * FROM {codes} e WHERE e.kind IN ({kinds_sql}) "
+            f"AND {pred}) m ON m.kind = e.kind AND {keys} WHERE e.kind IN ({kinds_sql})"
+        )
+
     # -- entry point --------------------------------------------------------------------------
     def node(self, rule: Mapping[str, Any]) -> Verdicts:
         """Compile one rule node into its verdict table."""
@@ -247,8 +275,7 @@ class Compiler:
         route = ""
         if body.get("route"):
             route = f" AND lower(e.route) = {lit(str(body['route']).lower())}"
-        kinds_sql = ", ".join(lit(k) for k in kinds)
-        return f"FROM events e WHERE e.kind IN ({kinds_sql}) AND {pred} AND {timing}{route}"
+        return f"{self.coded(pred, kinds)} AND {timing}{route}"
 
     def _has_like(self, body: Mapping[str, Any], op: str, value: float) -> Verdicts:
         rows = self._coded_rows(body, DEFAULT_HAS_KINDS)
@@ -302,7 +329,7 @@ class Compiler:
         agg = f"""
             WITH iv AS (
                 SELECT e.patient_id, {lo} AS s, {hi} AS t, {ev} AS ev1, e.start_time
-                FROM events e WHERE e.kind = 'medication' AND {pred} AND {timing}),
+                {self.coded(pred, ("medication",))} AND {timing}),
             o AS (SELECT *, max(t) OVER (PARTITION BY patient_id ORDER BY s, t
                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_t FROM iv),
             g AS (SELECT *, sum(CASE WHEN prev_t IS NULL OR s > prev_t THEN 1 ELSE 0 END)

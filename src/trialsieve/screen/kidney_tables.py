@@ -1,7 +1,8 @@
 """The kidney rules of ``trialsieve.kidney`` over the store, for the screening compiler.
 
-Creatinine results (``events.analyte = 'creatinine'``, µmol/L) up to the screening instant are
-staged once per baseline strategy with :func:`trialsieve.kidney.aki.creatinine_stages_sql` (KDIGO
+Creatinine results (``events.analyte = 'creatinine'``, µmol/L) up to the screening instant get
+their window minima once (:func:`trialsieve.kidney.aki.creatinine_windows_sql`) and are staged
+once per baseline strategy from them with :func:`trialsieve.kidney.aki.creatinine_stages_sql` (KDIGO
 2012 / NHS England PSA 2014, exactly as ``trialsieve aki``), urine output with
 :mod:`trialsieve.kidney.urine` (KDIGO 2012 Table 2); the ``aki`` rule node reads these tables.
 History before the look-back window is used for baselines; nothing after ``as_of`` is seen.
@@ -35,6 +36,14 @@ if TYPE_CHECKING:
 
 MIN_48H = "min-48h"
 
+#: the staging columns the aki rule node reads (without the NHS RV2 median at every row, the
+#: costliest window; ``kidney.aki.creatinine_stages_sql`` computes the same values without it)
+STAGE_COLUMNS = (
+    "rid", "patient_id", "t", "scr", "min48_umol_l", "min48_time", "rise48_umol_l",
+    "baseline_umol_l", "baseline_source", "baseline_time", "ratio", "kdigo_stage",
+    "kdigo_reason", "nhs_stage",
+)  # fmt: skip
+
 
 class KidneyTables:
     """Lazily built per-run tables: creatinine, stages per baseline, urine periods, weights."""
@@ -67,7 +76,15 @@ class KidneyTables:
             raise ValueError(f"unknown baseline strategy {baseline!r} ({', '.join(aki.BASELINES)})")
         creat = self.creat()
         pats = self._make("__aki_patients", "SELECT patient_id, birth_date, sex FROM pop")
-        sql = aki.creatinine_stages_sql(creat, patients=pats, baseline=baseline)
+        windows = self._make("__creat_windows", aki.creatinine_windows_sql(creat))
+        sql = aki.creatinine_stages_sql(
+            creat,
+            patients=pats,
+            baseline=baseline,
+            columns=STAGE_COLUMNS,
+            ordered=False,
+            windows=windows,
+        )
         return self._make(f"__stages_{baseline.replace('-', '_')}", sql)
 
     def urine(self) -> tuple[str, str]:
@@ -171,10 +188,12 @@ class KidneyTables:
         if kind == "urine_output":
             below = float(spec["below_ml_kg_h"])
             hours = float(spec["hours"])
-            runs = self._make(
-                f"__urine_runs_{below:g}_{hours:g}".replace(".", "_"),
-                urine.below_threshold_runs_sql(*self.urine(), below, hours),
+            # runs below the threshold computed once, each duration a filter of them
+            all_runs = self._make(
+                f"__urine_runs_{below:g}".replace(".", "_"),
+                urine.below_threshold_all_runs_sql(*self.urine(), below),
             )
+            runs = f"({urine.runs_lasting_sql(all_runs, hours)})"
             why = (
                 f"'urine output < {below:g} mL/kg/h for ' || {fmt_num('x.hours')} || ' h from ' "
                 f"|| strftime(x.start, '%Y-%m-%d %H:%M') || ' (rule: >= {hours:g} h)'"
