@@ -67,7 +67,7 @@ class Backend(Protocol):
 #: the event columns that compiled rules read (docs/STORE.md)
 RULE_COLUMNS = (
     "event_id", "patient_id", "kind", "analyte", "code_system", "code", "display", "start_time",
-    "end_time", "value", "unit", "ref_low", "ref_high", "route", "source",
+    "end_time", "value", "unit", "value_text", "ref_low", "ref_high", "route", "source",
 )  # fmt: skip
 
 #: events loaded into DuckDB at once: larger stores are screened in parts of about this many

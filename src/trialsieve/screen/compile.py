@@ -25,6 +25,12 @@ from trialsieve import units
 from trialsieve.kidney.egfr import EQUATIONS, egfr_sql, needs_cystatin
 from trialsieve.screen import kidney_tables
 from trialsieve.screen.backend import Backend
+from trialsieve.screen.bounds import (
+    EGFR_FROM_CREATININE,
+    comparator_sql,
+    compare_sql,
+    mapped_comparator_sql,
+)
 from trialsieve.screen.concepts import concept_predicate
 from trialsieve.screen.sql import (
     EMPTY_EV,
@@ -365,14 +371,16 @@ class Compiler:
         rule_text: str,
         missing: str,
     ) -> Verdicts:
-        """Aggregate rows (patient_id, t, val, pass BOOLEAN, ev1, ord) into verdicts."""
+        """Aggregate rows (patient_id, t, val, cmp, pass BOOLEAN, ev1, ord) into verdicts;
+        ``cmp`` is the comparator when ``val`` is a reported bound (screen.bounds), else NULL,
+        and ``pass`` is NULL when the bound leaves the rule open."""
         order = {
             "latest": "t DESC, ord",
             "min": "val ASC, t DESC, ord",
             "max": "val DESC, t DESC, ord",
         }
         show = (
-            f"'{escape(label)} ' || {fmt_num('val')} || ' {escape(unit)} on ' "
+            f"'{escape(label)} ' || COALESCE(cmp, '') || {fmt_num('val')} || ' {escape(unit)} on ' "
             "|| strftime(t, '%Y-%m-%d')"
         )
         if agg in order:
@@ -457,11 +465,14 @@ class Compiler:
             if unit != cunit:
                 rule_text += f" = {threshold:.4g} {cunit}"
             note = "NULL"
+        cmp = comparator_sql("e.value_text")
+        note = f"CASE WHEN {cmp} IS NULL THEN {note} ELSE {_reported_as(note, 'e.value_text')} END"
         rows = (
-            f"SELECT e.patient_id, e.start_time AS t, e.value AS val, e.event_id AS ord, "
-            f"e.value {OPS[op]} {limit} AS pass, {event_evidence('e', note)} AS ev1 "
+            f"SELECT patient_id, t, val, cmp, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
+            f"ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
+            f"e.event_id AS ord, {cmp} AS cmp, {limit} AS lim, {event_evidence('e', note)} AS ev1 "
             f"FROM events e WHERE e.analyte = {lit(analyte)} AND e.value IS NOT NULL "
-            f"AND {w.contains('e.start_time', self.as_of)}"
+            f"AND {w.contains('e.start_time', self.as_of)}) b"
         )
         return self._numeric(
             rows,
@@ -490,21 +501,24 @@ class Compiler:
             f"'eGFR {equation} from creatinine ' || {fmt_num('e.value')} || ' umol/L, age ' "
             f"|| CAST({age} AS VARCHAR) || ', ' || p.sex"
         )
+        # a bound on creatinine ("<0.3 mg/dL") is the opposite bound on its eGFR
+        cmp = comparator_sql("e.value_text")
+        note = (
+            f"CASE WHEN {cmp} IS NULL THEN {note} "
+            f"ELSE {_reported_as(note, 'e.value_text', 'creatinine')} END"
+        )
         ev = evidence_struct(
-            "e.source",
-            "e.code_system || '|' || e.code",
-            egfr,
-            "'mL/min/1.73m2'",
-            "e.start_time",
-            note,
+            "e.source", "e.code_system || '|' || e.code", "val", "'mL/min/1.73m2'", "t", "note"
         )
         rows = (
-            f"SELECT e.patient_id, e.start_time AS t, {egfr} AS val, e.event_id AS ord, "
-            f"{egfr} {OPS[op]} {lit(value)} AS pass, {ev} AS ev1 "
+            f"SELECT patient_id, t, val, cmp, {compare_sql('val', 'cmp', op, lit(value))} AS pass, "
+            f"{ev} AS ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, {egfr} AS val, "
+            f"e.event_id AS ord, {mapped_comparator_sql(cmp, EGFR_FROM_CREATININE)} AS cmp, "
+            f"{note} AS note, e.source, e.code_system, e.code "
             f"FROM events e JOIN pop p ON p.patient_id = e.patient_id "
             f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL "
             f"AND p.birth_date IS NOT NULL AND p.sex IN ('male', 'female') "
-            f"AND {w.contains('e.start_time', self.as_of)}"
+            f"AND {w.contains('e.start_time', self.as_of)}) e"
         )
         return self._numeric(
             rows,
@@ -529,7 +543,7 @@ class Compiler:
         )
         ev = evidence_struct("c.source", "c.code", egfr, "'mL/min/1.73m2'", "s.t", note)
         rows = f"""
-            SELECT s.patient_id, s.t, {egfr} AS val, s.rid AS ord,
+            SELECT s.patient_id, s.t, {egfr} AS val, CAST(NULL AS VARCHAR) AS cmp, s.rid AS ord,
                    {egfr} {OPS[op]} {lit(value)} AS pass, {ev} AS ev1, s.kdigo_stage
             FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
             JOIN {self.kidney.creat()} c ON c.rid = s.rid
@@ -537,7 +551,7 @@ class Compiler:
               AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)}"""
         # the result of the highest KDIGO stage in the window (latest among equals)
         ranked = f"""
-            SELECT patient_id, t, val, ord, pass, ev1 FROM (
+            SELECT patient_id, t, val, cmp, ord, pass, ev1 FROM (
                 SELECT *, row_number() OVER (PARTITION BY patient_id
                     ORDER BY kdigo_stage DESC, t DESC, ord) AS rn FROM ({rows})) WHERE rn = 1"""
         return self._numeric(
@@ -608,6 +622,12 @@ class Compiler:
             default,
             "; ".join(n.reason for n in nodes if n.v == default),
         )
+
+
+def _reported_as(note: str, value_text: str, what: str = "") -> str:
+    """SQL: evidence ``note`` with the bound as the source reported it ("reported as <0.3")."""
+    said = f"'{what + ' ' if what else ''}reported as ' || {value_text}"
+    return f"COALESCE({note} || '; ', '') || {said}"
 
 
 def _rounded_egfr(equation: str, creatinine: str, age: str) -> str:
