@@ -16,6 +16,7 @@ over the file.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -27,8 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from latency import describe, p95, time_each
-from trialsieve.protocols.loader import load_bundled
-from trialsieve.screen.results_file import ResultsLookup, write_parquet
+from trialsieve.screen.results_file import CRITERIA_KEY, ResultsLookup, write_parquet
 
 WORK = Path(__file__).resolve().parents[1] / ".bench" / "explain"
 
@@ -49,7 +49,7 @@ def build(src: Path, patients: int, out: Path) -> int:
         schema = base.schema.remove_metadata()
         return pa.RecordBatchReader.from_batches(schema, gen())
 
-    return write_parquet(batches(), out, load_bundled())
+    return write_parquet(batches(), out, json.loads(base.schema.metadata[CRITERIA_KEY.encode()]))
 
 
 def main() -> None:

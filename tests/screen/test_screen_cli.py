@@ -244,7 +244,11 @@ def test_parquet_results_and_explain_lookup(
     assert [(r["patient_id"], r["trial_id"]) for r in rows] == sorted(
         (r["patient_id"], r["trial_id"]) for r in recs
     )
-    assert set(rows[0]["criteria"][0]) == {"id", "verdict", "reason", "evidence"}
+    assert set(rows[0]["criteria"][0]) == {"id", "verdict", "reason", "evidence", "default"}
+    # a default verdict's reason is stored once, in the metadata, and put back on lookup
+    items = [c for r in rows for c in r["criteria"]]
+    assert any(c["default"] for c in items) and not all(c["default"] for c in items)
+    assert all(c["reason"] is None and c["evidence"] is None for c in items if c["default"])
     lookup = ResultsLookup(out)
     for pid in sorted({r["patient_id"] for r in recs}):
         assert lookup.patient(pid) == [r for r in recs if r["patient_id"] == pid]

@@ -47,11 +47,14 @@ class ScreenRun:
     protocols: list[Any]
     backend: Backend
     funnels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per trial, each criterion's default reason (patients its rule has no row for)
+    defaults: dict[str, list[str]] = field(default_factory=dict)
 
     def results_sql(self, compact: bool = False) -> str:
         """The query giving one row per (patient, trial) in results.jsonl layout, by trial and
         patient; ``compact`` leaves out the protocol's constants (criterion kind, text, manual
-        instruction) and orders by patient and trial, for lookups."""
+        instruction) and default verdicts' reasons (:attr:`defaults`), and orders by patient
+        and trial, for lookups (results.parquet)."""
         if compact:
             return "SELECT * FROM __results_compact ORDER BY patient_id, trial_id"
         return "SELECT * FROM __results ORDER BY trial_id, patient_id"
@@ -79,7 +82,8 @@ class ScreenRun:
         (``trialsieve explain``; layout in :mod:`trialsieve.screen.results_file`); return the
         row count."""
         reader = self.backend.reader(self.results_sql(compact=True), 65_536)
-        return results_file.write_parquet(reader, Path(out), self.protocols)
+        meta = results_file.criteria_metadata(self.protocols, self.defaults)
+        return results_file.write_parquet(reader, Path(out), meta)
 
     def write(self, out: Path) -> int:
         """Write results as Parquet when ``out`` ends in ``.parquet``, else as JSONL."""
@@ -130,7 +134,8 @@ def _verdicts_sql(proto: Any, nodes: list[Verdicts]) -> str:
 def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool) -> str:
     """One row per patient for ``proto`` in results.jsonl layout: status and the criteria list
     in protocol order (criterion ids and texts are constants of the query; ``compact`` leaves
-    out kind, text and manual)."""
+    out kind, text and manual, and the reason and evidence of default verdicts, flagged
+    ``default``)."""
     items = []
     for i, crit in enumerate(proto.criteria):
         verdict = (
@@ -139,10 +144,13 @@ def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool
         )
         reason = nodes[i].column(f"c{i}", "reason")
         ev = nodes[i].column(f"c{i}", "ev")
-        if compact:
+        if compact:  # a default verdict's reason is in the file metadata (results_file)
+            default = f"c{i}.patient_id IS NULL"
             items.append(
-                f"{{'id': {lit(crit.id)}, 'verdict': {verdict}, 'reason': {reason}, "
-                f"'evidence': {ev}}}"
+                f"{{'id': {lit(crit.id)}, 'verdict': {verdict}, "
+                f"'reason': CASE WHEN {default} THEN NULL ELSE c{i}.reason END, "
+                f"'evidence': CASE WHEN {default} THEN NULL ELSE c{i}.ev END, "
+                f"'default': {default}}}"
             )
             continue
         manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
@@ -258,6 +266,11 @@ def screen_store(
             or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria "
             "WHERE FALSE",
         )
-    run = ScreenRun(as_of=as_of, protocols=list(protocols), backend=backend)
+    run = ScreenRun(
+        as_of=as_of,
+        protocols=list(protocols),
+        backend=backend,
+        defaults={t.proto.id: [n.reason for n in t.nodes] for t in trials},
+    )
     run.funnels = compute_funnels(backend, protocols, [t.verdicts for t in trials])
     return run

@@ -6,15 +6,19 @@ record, value, unit, time). Explaining a patient on the worklist is then a looku
 re-evaluation. The file is sorted by patient and trial in row groups of :data:`ROW_GROUP` rows,
 so a lookup reads one or two small row groups, found by the patient-id range in the footer
 (milliseconds whatever the population). The protocol's constants (criterion kind, text, manual
-instruction) are stored once, in the file's key-value metadata under :data:`CRITERIA_KEY`, and
-put back on lookup: the records are those of results.jsonl. To re-evaluate a patient on fresh
-data, screen them alone (``trialsieve screen --patient ID``): the same rules, about a second.
+instruction) are stored once, in the file's key-value metadata under :data:`CRITERIA_KEY`, with
+each criterion's default reason: a criterion decided by its default ("no record of dialysis
+(ever)", most patients for most criteria) is stored as ``default: true`` without reason and
+evidence. Lookups put both back: the records are those of results.jsonl. To re-evaluate a
+patient on fresh data, screen them alone (``trialsieve screen --patient ID``): the same rules,
+about a second.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +33,30 @@ CRITERIA_KEY = "trialsieve.criteria"
 ROW_GROUP = 256
 
 
-def write_parquet(reader: pa.RecordBatchReader, out: Path, protocols: list[Any]) -> int:
-    """Write compact result rows (sorted by patient and trial) to ``out``; return the row
-    count. ``protocols`` supply the criterion constants for the metadata."""
-    meta = {
-        p.id: [{"id": c.id, "kind": c.kind, "text": c.text, "manual": c.manual}
-               for c in p.criteria]
+def criteria_metadata(
+    protocols: Sequence[Any], defaults: Mapping[str, Sequence[str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """The :data:`CRITERIA_KEY` metadata: per trial its criteria (id, kind, text, manual) in
+    order, with ``default_reason``, the reason of a patient the criterion's rule has no row for
+    (``defaults``: trial -> those reasons in criterion order)."""
+    return {
+        p.id: [{"id": c.id, "kind": c.kind, "text": c.text, "manual": c.manual,
+                "default_reason": d} for c, d in zip(p.criteria, defaults[p.id], strict=True)]
         for p in protocols
     }  # fmt: skip
+
+
+def write_parquet(
+    reader: pa.RecordBatchReader, out: Path, criteria: Mapping[str, list[dict[str, Any]]]
+) -> int:
+    """Write compact result rows (sorted by patient and trial) to ``out``; return the row
+    count. ``criteria``: :func:`criteria_metadata`, stored in the file metadata."""
     n = 0
-    schema = reader.schema.with_metadata({CRITERIA_KEY: json.dumps(meta)})
-    with pq.ParquetWriter(out, schema, compression="zstd") as writer:
+    schema = reader.schema.with_metadata({CRITERIA_KEY: json.dumps(criteria)})
+    # statistics on patient_id only: the lookups read them, nothing reads the others
+    with pq.ParquetWriter(
+        out, schema, compression="zstd", write_statistics=["patient_id"]
+    ) as writer:
         for batch in reader:
             writer.write_batch(batch, row_group_size=ROW_GROUP)
             n += batch.num_rows
@@ -110,8 +127,8 @@ class ResultsLookup:
                 "kind": protocol[c["id"]]["kind"],
                 "verdict": c["verdict"],
                 "text": protocol[c["id"]]["text"],
-                "reason": c["reason"],
-                "evidence": c["evidence"],
+                "reason": protocol[c["id"]]["default_reason"] if c.get("default") else c["reason"],
+                "evidence": [] if c.get("default") else c["evidence"],
                 "manual": protocol[c["id"]]["manual"],
             }
             for c in rec["criteria"]
