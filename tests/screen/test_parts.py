@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,6 +16,7 @@ from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen import backend as backend_mod
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, range_sql, split_ids
 from trialsieve.screen.engine import screen_store
+from trialsieve.screen.results_file import ResultsLookup, write_parquet
 from trialsieve.store.reader import in_screening_order
 from trialsieve.synth.generator import SynthConfig
 from trialsieve.synth.writers import write_store
@@ -66,6 +68,14 @@ def test_parts_give_the_whole_run(
     rows = list(zip(*(keys.column(c).to_pylist() for c in ("patient_id", "trial_id")), strict=True))
     assert rows == sorted(rows)
     assert len(rows) == len(whole)
+    # ... and holds the same records (stored part by part, default reasons in the metadata)
+    lookup = ResultsLookup(tmp_path / "parts.parquet")
+    by_patient: dict[str, list[dict]] = {}
+    for line in whole:
+        rec = json.loads(line)
+        by_patient.setdefault(rec["patient_id"], []).append(rec)
+    for pid, recs in by_patient.items():
+        assert lookup.patient(pid) == sorted(recs, key=lambda r: r["trial_id"])
     statuses = {json.loads(line)["status"] for line in whole}
     assert {"ineligible", "needs_data"} <= statuses
 
@@ -87,3 +97,14 @@ def test_a_store_in_the_older_patient_order_screens_the_same(
     new_lines, new_funnels = _run(synth_store, tmp_path / "new.jsonl")
     old_lines, old_funnels = _run(old, tmp_path / "old.jsonl")
     assert old_lines == new_lines and old_funnels == new_funnels
+
+
+def test_unsorted_records_are_refused(tmp_path: Path) -> None:
+    """results.parquet is found by patient-id ranges: rows out of order would hide records."""
+    batch = pa.record_batch({"patient_id": ["p1", "p2", "p2", "p10"],
+                             "trial_id": ["A", "A", "B", "A"]})  # fmt: skip
+    ok = pa.RecordBatchReader.from_batches(batch.schema, [batch.slice(0, 3)])
+    assert write_parquet(ok, tmp_path / "ok.parquet", {}) == 3
+    bad = pa.RecordBatchReader.from_batches(batch.schema, [batch.slice(0, 3), batch.slice(3)])
+    with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 3"):
+        write_parquet(bad, tmp_path / "bad.parquet", {})

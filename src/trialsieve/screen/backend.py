@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +64,10 @@ class Backend(Protocol):
 
     def write_jsonl(self, sql: str, out: Path) -> int:
         """Write the query's rows as newline-delimited JSON, in order; return the count."""
+
+    def insertion_order(self) -> Any:
+        """Context manager: inside it, a table made from an ordered query keeps that order and
+        a query without ORDER BY returns a table's rows in the order they were added."""
 
 
 #: the event columns that compiled rules read (docs/STORE.md)
@@ -148,15 +154,11 @@ class DuckDBBackend:
         (``store.reader.in_screening_order``) is loaded in file order, which is that
         clustering; an older store is sorted here (at 100k patients ~12 s of a ~17 s load)."""
         sort = "" if self._clustered else " ORDER BY kind, analyte"
-        # file order kept for this statement only (the session default is off, for speed)
-        self.con.execute("SET preserve_insertion_order = true")
-        try:
+        with self.insertion_order():
             self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
                 f"FROM __store_events WHERE {self._only} AND {range_sql(part)}{sort}"
             )
-        finally:
-            self.con.execute("SET preserve_insertion_order = false")
         self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
 
     def create(self, name: str, select_sql: str) -> None:
@@ -184,14 +186,19 @@ class DuckDBBackend:
         return self.con.sql(sql).to_arrow_table()
 
     def write_jsonl(self, sql: str, out: Path) -> int:
-        # keep the query's ORDER BY in the file (the session default is off, for speed)
+        with self.insertion_order():  # the query's ORDER BY kept in the file
+            rows = self.con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT JSON)").fetchall()
+        return int(rows[0][0])
+
+    @contextmanager
+    def insertion_order(self) -> Iterator[None]:
+        """Order kept inside (the session default is off, for speed)."""
         keep = self.con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
         self.con.execute("SET preserve_insertion_order = true")
         try:
-            rows = self.con.execute(f"COPY ({sql}) TO {lit(str(out))} (FORMAT JSON)").fetchall()
+            yield
         finally:
             self.con.execute(f"SET preserve_insertion_order = {str(keep[0][0]).lower()}")
-        return int(rows[0][0])
 
 
 class SparkBackend:
@@ -270,6 +277,11 @@ class SparkBackend:
                     f.write(orjson.dumps(rec) + b"\n")
                     n += 1
         return n
+
+    @contextmanager
+    def insertion_order(self) -> Iterator[None]:
+        """Nothing to switch: Spark screens in one part, and its queries say their ORDER BY."""
+        yield
 
 
 def spark_session(master: str | None = None) -> Any:

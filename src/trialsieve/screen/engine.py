@@ -6,7 +6,8 @@ table (:class:`~trialsieve.screen.compile.Verdicts`) -> per trial one table ``__
 (patient, status, one verdict code per criterion; the funnel counts it) -> the view
 ``__results`` (per patient and trial the status and the criteria with reasons and evidence,
 assembled while results are written). A store too large for memory is screened in parts by
-patient-id range, the tables the results read accumulated over the parts.
+patient-id range: each part's records (compact layout, sorted) and verdict tables are appended
+to run-wide tables, the rest of its tables dropped.
 Status (issue 4 "Verdicts"):
 
 - ``ineligible``: an inclusion is ``not_met`` or an exclusion is ``met``;
@@ -49,6 +50,8 @@ class ScreenRun:
     funnels: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: per trial, each criterion's default reason (patients its rule has no row for)
     defaults: dict[str, list[str]] = field(default_factory=dict)
+    #: the compact results were stored sorted, part after part (a run in parts)
+    presorted: bool = False
 
     def results_sql(self, compact: bool = False) -> str:
         """The query giving one row per (patient, trial) in results.jsonl layout, by trial and
@@ -56,7 +59,8 @@ class ScreenRun:
         instruction) and default verdicts' reasons (:attr:`defaults`), and orders by patient
         and trial, for lookups (results.parquet)."""
         if compact:
-            return "SELECT * FROM __results_compact ORDER BY patient_id, trial_id"
+            order = "" if self.presorted else " ORDER BY patient_id, trial_id"
+            return f"SELECT * FROM __results_compact{order}"
         return "SELECT * FROM __results ORDER BY trial_id, patient_id"
 
     def table(self) -> pa.Table:
@@ -81,9 +85,10 @@ class ScreenRun:
         """Write the records as a Parquet file for population scale and patient lookups
         (``trialsieve explain``; layout in :mod:`trialsieve.screen.results_file`); return the
         row count."""
-        reader = self.backend.reader(self.results_sql(compact=True), 65_536)
         meta = results_file.criteria_metadata(self.protocols, self.defaults)
-        return results_file.write_parquet(reader, Path(out), meta)
+        with self.backend.insertion_order():  # a run in parts: read in the order stored
+            reader = self.backend.reader(self.results_sql(compact=True), 65_536)
+            return results_file.write_parquet(reader, Path(out), meta)
 
     def write(self, out: Path) -> int:
         """Write results as Parquet when ``out`` ends in ``.parquet``, else as JSONL."""
@@ -165,6 +170,28 @@ def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool
     )
 
 
+def _full_from_compact_sql(proto: Any, reasons: list[str], compact: str) -> str:
+    """The records of ``proto`` in results.jsonl layout from table ``compact`` (rows of
+    ``_results_sql(compact=True)``): the protocol's constants and the default reasons
+    ``reasons`` put back, as :class:`~trialsieve.screen.results_file.ResultsLookup` does."""
+    items = []
+    for i, crit in enumerate(proto.criteria):
+        c = f"r.criteria[{i + 1}]"
+        default = f"struct_extract({c}, 'default')"
+        manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
+        items.append(
+            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, 'verdict': {c}.verdict, "
+            f"'text': {lit(crit.text)}, "
+            f"'reason': CASE WHEN {default} THEN {lit(reasons[i])} ELSE {c}.reason END, "
+            f"'evidence': CASE WHEN {default} THEN {EMPTY_EV} ELSE {c}.evidence END, "
+            f"'manual': {manual}}}"
+        )
+    return (
+        f"SELECT r.patient_id, r.trial_id, r.status, [{', '.join(items)}] AS criteria "
+        f"FROM {compact} r WHERE r.trial_id = {lit(proto.id)}"
+    )
+
+
 @dataclass
 class _Trial:
     """One protocol's compiled criteria and its verdict table."""
@@ -189,29 +216,27 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
     return trials
 
 
-def _accumulate(backend: Backend, trials: list[_Trial], first: bool) -> list[_Trial]:
-    """Append a part's tables that the results and the funnel read (``pop``, verdict tables,
-    criterion nodes) to run-wide tables ``__all_<j>`` (the j-th distinct table of the part, in
-    the same order in every part); return the trials pointing at those tables."""
-    names: dict[str, str] = {}
+def _accumulate(backend: Backend, trials: list[_Trial], first: bool) -> list[str]:
+    """Append what a part's run leaves for the whole run: ``pop`` to ``__all_pop``, each
+    trial's verdict table to ``__all_verdicts_<i>`` (the funnel reads them) and the part's
+    records in the compact layout, sorted by patient and trial, to ``__all_results`` (parts are
+    ascending patient-id ranges, so the table is sorted as a whole and is read in the order it
+    was filled). Return the run-wide verdict tables."""
 
-    def keep(table: str) -> str:
-        if table not in names:
-            names[table] = f"__all_{len(names)}"
-            if first:
-                backend.create(names[table], f"SELECT * FROM {table}")
-            else:
-                backend.append(names[table], f"SELECT * FROM {table}")
-        return names[table]
+    def keep(name: str, select_sql: str) -> str:
+        if first:
+            backend.create(name, select_sql)
+        else:
+            backend.append(name, select_sql)
+        return name
 
-    keep("pop")
+    keep("__all_pop", "SELECT * FROM pop")
+    records = " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes, True) for t in trials)
+    if records:
+        with backend.insertion_order():
+            keep("__all_results", f"SELECT * FROM ({records}) ORDER BY patient_id, trial_id")
     return [
-        _Trial(
-            t.proto,
-            keep(t.verdicts),
-            [Verdicts(keep(n.name), n.v, n.reason) for n in t.nodes],
-        )
-        for t in trials
+        keep(f"__all_verdicts_{i}", f"SELECT * FROM {t.verdicts}") for i, t in enumerate(trials)
     ]
 
 
@@ -236,6 +261,7 @@ def screen_store(
     ids = list(patient_ids) if patient_ids is not None else None
     parts = backend.open_store(Path(store_dir), ids)
     trials: list[_Trial] = []
+    verdict_tables: list[str] = []
     for k, part in enumerate(parts):
         if len(parts) > 1:
             log.info("screening part %d of %d (patient-id range)", k + 1, len(parts))
@@ -249,28 +275,39 @@ def screen_store(
         )
         if len(parts) == 1:
             trials = _screen_part(backend, protocols, as_of)
-        else:  # keep what the results read, drop the rest of the part's tables
+            verdict_tables = [t.verdicts for t in trials]
+        else:  # keep what the run reads (records, funnel), drop the rest of the part's tables
             before = backend.tables()
-            part_trials = _screen_part(backend, protocols, as_of)
+            trials = _screen_part(backend, protocols, as_of)
             part_tables = backend.tables() - before
-            trials = _accumulate(backend, part_trials, k == 0)
+            verdict_tables = _accumulate(backend, trials, k == 0)
             for name in sorted(part_tables):
                 backend.drop(name)
-    if len(parts) > 1:
-        backend.create("pop", "SELECT * FROM __all_0")
+    # a criterion's default reason is a constant of its compiled rule, the same in every part
+    defaults = {t.proto.id: [n.reason for n in t.nodes] for t in trials}
     # the criteria lists (reasons, evidence) are assembled only when results are read
-    for compact in (False, True):
-        backend.view(
-            "__results_compact" if compact else "__results",
-            " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes, compact) for t in trials)
-            or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria "
-            "WHERE FALSE",
+    empty = (
+        "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria WHERE FALSE"
+    )
+    if len(parts) > 1:
+        backend.create("pop", "SELECT * FROM __all_pop")
+        compact = "SELECT * FROM __all_results" if trials else empty
+        full = " UNION ALL ".join(
+            _full_from_compact_sql(t.proto, defaults[t.proto.id], "__all_results") for t in trials
         )
+    else:
+        compact, full = (
+            " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes, c) for t in trials)
+            for c in (True, False)
+        )
+    backend.view("__results_compact", compact or empty)
+    backend.view("__results", full or empty)
     run = ScreenRun(
         as_of=as_of,
         protocols=list(protocols),
         backend=backend,
-        defaults={t.proto.id: [n.reason for n in t.nodes] for t in trials},
+        defaults=defaults,
+        presorted=len(parts) > 1,
     )
-    run.funnels = compute_funnels(backend, protocols, [t.verdicts for t in trials])
+    run.funnels = compute_funnels(backend, protocols, verdict_tables)
     return run

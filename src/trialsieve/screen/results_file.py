@@ -57,10 +57,27 @@ def write_parquet(
     with pq.ParquetWriter(
         out, schema, compression="zstd", write_statistics=["patient_id"]
     ) as writer:
+        last = None
         for batch in reader:
+            last = _check_sorted(batch, last, out, n)
             writer.write_batch(batch, row_group_size=ROW_GROUP)
             n += batch.num_rows
     return n
+
+
+def _check_sorted(batch: pa.RecordBatch, last: str | None, out: Path, offset: int) -> str | None:
+    """The batch's last (patient, trial) key; raises when the rows are not in that order (the
+    lookups would miss records)."""
+    if not batch.num_rows:
+        return last
+    keys = pc.binary_join_element_wise(batch["patient_id"], batch["trial_id"], "\x00")
+    back = pc.less(keys[1:], keys[:-1])
+    bad = [i + 1 for i, b in enumerate(back.to_pylist()) if b] if pc.any(back).as_py() else []
+    if last is not None and keys[0].as_py() < last:
+        bad.insert(0, 0)
+    if bad:
+        raise ValueError(f"{out}: results not sorted by patient and trial at row {offset + bad[0]}")
+    return keys[-1].as_py()
 
 
 class ResultsLookup:
