@@ -108,3 +108,4 @@ def test_unsorted_records_are_refused(tmp_path: Path) -> None:
     bad = pa.RecordBatchReader.from_batches(batch.schema, [batch.slice(0, 3), batch.slice(3)])
     with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 3"):
         write_parquet(bad, tmp_path / "bad.parquet", {})
+    assert not (tmp_path / "bad.parquet").exists()

@@ -53,15 +53,19 @@ def write_parquet(
     count. ``criteria``: :func:`criteria_metadata`, stored in the file metadata."""
     n = 0
     schema = reader.schema.with_metadata({CRITERIA_KEY: json.dumps(criteria)})
-    # statistics on patient_id only: the lookups read them, nothing reads the others
-    with pq.ParquetWriter(
-        out, schema, compression="zstd", write_statistics=["patient_id"]
-    ) as writer:
-        last = None
-        for batch in reader:
-            last = _check_sorted(batch, last, out, n)
-            writer.write_batch(batch, row_group_size=ROW_GROUP)
-            n += batch.num_rows
+    try:
+        # statistics on patient_id only: the lookups read them, nothing reads the others
+        with pq.ParquetWriter(
+            out, schema, compression="zstd", write_statistics=["patient_id"]
+        ) as writer:
+            last = None
+            for batch in reader:
+                last = _check_sorted(batch, last, out, n)
+                writer.write_batch(batch, row_group_size=ROW_GROUP)
+                n += batch.num_rows
+    except ValueError:
+        out.unlink(missing_ok=True)  # no half-written file for the worklist to read
+        raise
     return n
 
 
