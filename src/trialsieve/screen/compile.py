@@ -466,7 +466,7 @@ class Compiler:
                 rule_text += f" = {threshold:.4g} {cunit}"
             note = "NULL"
         cmp = comparator_sql("e.value_text")
-        note = f"CASE WHEN {cmp} IS NULL THEN {note} ELSE {_reported_as(note, 'e.value_text')} END"
+        note = _reported_as(note, cmp, "e.value_text")
         rows = (
             f"SELECT patient_id, t, val, cmp, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
             f"ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
@@ -503,10 +503,7 @@ class Compiler:
         )
         # a bound on creatinine ("<0.3 mg/dL") is the opposite bound on its eGFR
         cmp = comparator_sql("e.value_text")
-        note = (
-            f"CASE WHEN {cmp} IS NULL THEN {note} "
-            f"ELSE {_reported_as(note, 'e.value_text', 'creatinine')} END"
-        )
+        note = _reported_as(note, cmp, "e.value_text", "creatinine")
         ev = evidence_struct(
             "e.source", "e.code_system || '|' || e.code", "val", "'mL/min/1.73m2'", "t", "note"
         )
@@ -624,10 +621,11 @@ class Compiler:
         )
 
 
-def _reported_as(note: str, value_text: str, what: str = "") -> str:
-    """SQL: evidence ``note`` with the bound as the source reported it ("reported as <0.3")."""
+def _reported_as(note: str, cmp: str, value_text: str, what: str = "") -> str:
+    """SQL: evidence ``note``, and for a bound (comparator ``cmp`` not NULL) the value as the
+    source reported it ("reported as <0.3")."""
     said = f"'{what + ' ' if what else ''}reported as ' || {value_text}"
-    return f"COALESCE({note} || '; ', '') || {said}"
+    return f"CASE WHEN {cmp} IS NULL THEN {note} ELSE COALESCE({note} || '; ', '') || {said} END"
 
 
 def _rounded_egfr(equation: str, creatinine: str, age: str) -> str:
