@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 
 from trialsieve.codes import LOINC, OMOP
@@ -113,8 +114,9 @@ def test_corrupt_fixture_values_codes_and_patients(tmp_path: Path) -> None:
 
 def test_a_measurement_with_an_operator_keeps_it(tmp_path: Path) -> None:
     """operator_concept_id other than "=" (a bound such as "<0.3"): the bound is the value,
-    the operator is kept in value_text and orig_value: its CONCEPT name, else the standard
-    concept's symbol, else its id."""
+    value_text holds the comparator screening reads (screen.bounds: "<", "<=", ">=", ">"),
+    orig_value the operator as the source names it (CONCEPT name, else the standard concept's
+    symbol). An operator that is neither is a reject: the number cannot be read."""
     src = tmp_path / "omop"
     shutil.copytree(FIXTURE, src)
     with (src / "concept.csv").open("a") as f:  # a site's own operator concept
@@ -128,6 +130,11 @@ def test_a_measurement_with_an_operator_keeps_it(tmp_path: Path) -> None:
                     f"{value},,\n")  # fmt: skip
     s = run_ingest("omop", src, tmp_path / "store")
     assert s.balanced()
+    rejects = [orjson.loads(x) for x in (tmp_path / "store" / "rejects.jsonl").open("rb")]
+    added = [r for r in rejects if r["locator"].startswith("measurement_id=4")]
+    assert [(r["locator"], r["reason"]) for r in added] == [
+        ("measurement_id=43", "unknown value operator: operator_concept_id 2000000002")
+    ]
     rows = _rows(
         tmp_path / "store",
         "SELECT source, value, value_text, orig_value FROM events "
@@ -137,13 +144,7 @@ def test_a_measurement_with_an_operator_keeps_it(tmp_path: Path) -> None:
     assert rows == [
         ("measurement/measurement_id=40", pytest.approx(0.3 * mg), "<0.3", "<0.3"),  # no CONCEPT
         ("measurement/measurement_id=41", pytest.approx(1.1 * mg), None, "1.1"),  # "="
-        ("measurement/measurement_id=42", pytest.approx(9 * mg), "≥9", "≥9"),  # CONCEPT name
-        (
-            "measurement/measurement_id=43",
-            pytest.approx(9 * mg),
-            "[operator 2000000002]9",
-            "[operator 2000000002]9",
-        ),  # fmt: skip
+        ("measurement/measurement_id=42", pytest.approx(9 * mg), ">=9", "≥9"),  # CONCEPT name
     ]
 
 

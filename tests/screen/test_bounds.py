@@ -120,6 +120,27 @@ def test_egfr_of_a_creatinine_bound_is_the_opposite_bound(make_store: MakeStore)
     assert got["evidence"][0]["note"].endswith("; creatinine reported as >10")
 
 
+def test_aki_rule_reads_a_creatinine_bound(make_store: MakeStore) -> None:
+    """KDIGO staging in screening (kidney.aki, bounds): "<100" after 50 may be no rise at all;
+    ">100" is at least a doubling (stage 2), and its evidence says how it was reported."""
+    rule = {"aki": {"condition": {"kdigo_stage": {"min": 1}}, "onset_within": {"days": 7}}}
+
+    def creat(value: float, days_ago: float, text: str | None = None) -> dict:
+        row = lab("p", "creatinine", value, "umol/L", days_ago=days_ago)
+        return {**row, "value_text": text} if text else row
+
+    base = creat(50.0, 3)
+    assert _verdict(make_store, rule, [base, creat(100.0, 2)])["verdict"] == "met"
+    below = _verdict(make_store, rule, [base, creat(100.0, 2, "<100")])
+    assert below["verdict"] == "not_met"
+    above = _verdict(make_store, rule, [base, creat(100.0, 2, ">100")])
+    assert above["verdict"] == "met" and "(stage 2)" in above["reason"]
+    assert above["evidence"][0]["note"].endswith("; reported as >100")
+    # a baseline reported as ">40" may be far higher than 40: no AKI read from it
+    first = creat(40.0, 3, ">40")
+    assert _verdict(make_store, rule, [first, creat(100.0, 2)])["verdict"] == "not_met"
+
+
 def test_fhir_comparator_reaches_the_verdict(tmp_path: Path) -> None:
     """A lab-reported eGFR of ">90" (FHIR valueQuantity.comparator) meets ">= 60" and leaves
     "> 100" open."""

@@ -18,8 +18,9 @@ docs/STORE.md "OMOP mapping":
 - measurement -> kind lab (vital for BP, weight, height, heart rate...): measurement_datetime,
   else measurement_date; value_as_number + unit -> canonical value; value_as_concept name ->
   value_text; range_low/high -> ref_low/ref_high. A value with an operator other than "="
-  (operator_concept_id, e.g. "<0.3") is a bound: its value is the bound, value_text and
-  orig_value keep the operator.
+  (operator_concept_id, e.g. "<0.3") is a bound: its value is the bound, value_text keeps the
+  comparator ("<0.3"), orig_value the operator as named; an operator that names no comparator
+  is a reject.
 - observation -> kind observation: observation_datetime/_date; value_as_number,
   value_as_string or value_as_concept name.
 - condition_occurrence -> condition (start..end; status = condition_status concept name).
@@ -181,6 +182,8 @@ _CONCEPT_EXTRAS = ("v_concept", "status_concept", "route_concept", "operator")
 #: for a database without its CONCEPT table; "=" (4172703) is an exact value
 _OPERATORS = {"4171756": "<", "4171754": "<=", "4172703": "=", "4171755": ">=", "4172704": ">"}
 _EQUALS = "4172703"
+#: operator concept names read as comparators (the symbol screen.bounds reads in value_text)
+_OPERATOR_NAMES = {"<": "<", "<=": "<=", "≤": "<=", "=": "=", ">=": ">=", "≥": ">=", ">": ">"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -563,10 +566,17 @@ def _value(ev: dict[str, Any], r: dict[str, Any], analyte: str | None) -> None:
         return
     op = _nonzero(r.get("operator"))
     if op is not None and op != _EQUALS:
-        # "<0.3": a bound. Rules read the bound as the value; value_text and orig_value keep
-        # the operator
-        symbol = r.get("operator_name") or _OPERATORS.get(op) or f"[operator {op}]"
-        ev["orig_value"] = ev["value_text"] = f"{symbol}{raw}"
+        # "<0.3": a bound. Rules read the bound as the value and the comparator from
+        # value_text; orig_value keeps the operator as the source names it
+        name = text(r.get("operator_name"))
+        symbol = _OPERATOR_NAMES.get(name) if name else _OPERATORS.get(op)
+        if symbol is None:  # a number beyond an unknown bound cannot be read as either
+            raise Reject(
+                f"unknown value operator: operator_concept_id {op}" + (f" ({name})" if name else "")
+            )
+        if symbol != "=":
+            ev["value_text"] = f"{symbol}{raw}"
+            ev["orig_value"] = f"{name or symbol}{raw}"
     if analyte:
         ev["value"], ev["unit"] = convert(analyte, num, unit)
         ev["ref_low"] = convert_ref(analyte, parse_float(r.get("r_low")), unit)

@@ -51,6 +51,25 @@ Decisions (documented because they change clinician-facing numbers):
 - The time of a window minimum (``min48_time``, ``baseline_time``) is that of a sample with the
   minimum value; among equal minima the earliest (``ARG_MIN`` over (value, time)), so that every
   engine reports the same sample.
+
+Results reported as bounds (``bounds=True``: the input has a comparator column ``cmp``, NULL for
+an exact value; a FHIR ``Quantity.comparator`` or OMOP operator, docs/STORE.md "Bounds"; ``scr``
+is then the bound b). A stage is never higher than the true values could give:
+
+- ``<b`` / ``<=b`` (true value at most b): enters window minima, medians and baselines as b (the
+  true minimum or median can only be lower, so a rise or ratio to it can only be larger); as the
+  current result C(t) it is not staged (stage 0, ``rise48_umol_l``, ``ratio`` and ``nhs_ratio``
+  NULL): a rise to a value below b is not known to have happened;
+- ``>b`` / ``>=b`` (true value at least b): staged as the current result with b (the true rise is
+  at least as large); in minima, medians and baselines it counts as :data:`ABOVE_UMOL_L`, above
+  any true value (b could be far below the true value). A window holding only such results thus
+  has a minimum no rule meets, shown as NULL (``min48_umol_l``, ``baseline_umol_l``, their times,
+  ``ratio``, ``nhs_rv1``, ``nhs_rv2``, ``nhs_ratio``), and the baseline does not fall back to
+  the next source (a median of older results could be lower than the true minimum of the week).
+
+Every window aggregate (minimum, median) is monotone in each value, so a result read at its
+bound's safe end can only lower a rise or a ratio: the stage shown is never higher than the true
+values would give (tested against exact values drawn inside the bounds).
 """
 
 from __future__ import annotations
@@ -65,6 +84,10 @@ BASELINES: Final[tuple[str, ...]] = ("kdigo", "lowest-3m-1y-mdrd75")
 
 #: tolerance (µmol/L) for the threshold comparisons, see the module docstring
 EPS_UMOL_L: Final[float] = 1e-6
+#: what a result reported as ">b" counts as in window minima, medians and baselines (µmol/L):
+#: above any true value, so that they can only be overestimated (see the module docstring); no
+#: rule is met against it, and the output shows it as NULL
+ABOVE_UMOL_L: Final[float] = 1e12
 
 HOUR_S: Final[int] = 3600
 DAY_S: Final[int] = 86400
@@ -141,7 +164,7 @@ def _windowed_median_ctes(creat: str, w_cols: str, w8_365: str, lowest_cols: str
 )""",
         f"""w AS (
   SELECT {w_cols},
-    MEDIAN(scr) OVER {w8_365} AS med8_365{lowest_cols}
+    MEDIAN(scr_b) OVER {w8_365} AS med8_365{lowest_cols}
   FROM cl WHERE long_span
   UNION ALL
   SELECT {w_cols},
@@ -168,7 +191,7 @@ def _median_ctes(w_cols: str, w8_365: str, lowest_cols: str) -> list[str]:
     return [
         f"""w0 AS (
   SELECT {w_cols},
-    MIN(scr) OVER {w8_365} AS minf{lowest_cols}
+    MIN(scr_b) OVER {w8_365} AS minf{lowest_cols}
   FROM c
 )""",
         f"""mneed AS (
@@ -177,7 +200,7 @@ def _median_ctes(w_cols: str, w8_365: str, lowest_cols: str) -> list[str]:
     AND (min7 IS NULL OR minf <= 0 OR scr >= 1.5 * minf - {EPS_UMOL_L!r})
 )""",
         f"""mmed AS (
-  SELECT n.rid, MEDIAN(x.scr) AS med8_365
+  SELECT n.rid, MEDIAN(x.scr_b) AS med8_365
   FROM mneed n JOIN c x
     ON x.patient_id = n.patient_id AND x.ts >= n.ts - {W365D_S} AND x.ts <= n.ts - {W7D_S + 1}
   GROUP BY n.rid
@@ -188,16 +211,28 @@ def _median_ctes(w_cols: str, w8_365: str, lowest_cols: str) -> list[str]:
     ]
 
 
-def _input_cte(creat: str) -> str:
-    """CTE ``c``: the results of ``creat`` with epoch seconds ``ts``."""
+def _input_cte(creat: str, bounds: bool) -> str:
+    """CTE ``c``: the results of ``creat`` with epoch seconds ``ts``, the value a result may
+    give to a baseline or window minimum ``scr_b`` and ``below`` (see "Results reported as
+    bounds" in the module docstring; without ``bounds`` every result is exact)."""
+    if bounds:
+        sides = (
+            f"CASE WHEN cmp IN ('>', '>=') THEN {ABOVE_UMOL_L!r} ELSE CAST(scr AS DOUBLE) END"
+            " AS scr_b,\n    COALESCE(cmp IN ('<', '<='), FALSE) AS below"
+        )
+    else:
+        sides = "CAST(scr AS DOUBLE) AS scr_b, FALSE AS below"
     return f"""c AS (
   SELECT rid, patient_id, t, CAST(scr AS DOUBLE) AS scr,
-    CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts
+    CAST(FLOOR(EPOCH(t)) AS BIGINT) AS ts,
+    {sides}
   FROM {creat}
 )"""
 
 
-def _window_ctes(creat: str, *, lowest: bool, times: bool, all_medians: bool) -> list[str]:
+def _window_ctes(
+    creat: str, *, lowest: bool, times: bool, all_medians: bool, bounds: bool
+) -> list[str]:
     """CTEs ``c`` (:func:`_input_cte`) ... ``w`` (every result with its window
     columns: min48, min7, their times, the day 8-365 median or its lower bound ``minf``, and with
     ``lowest`` the lowest values of 3 months and 1 year with their times)."""
@@ -208,28 +243,28 @@ def _window_ctes(creat: str, *, lowest: bool, times: bool, all_medians: bool) ->
     def arg_min(frame: str, name: str) -> str:
         if not times:
             return ""
-        return f",\n    ARG_MIN(t, {{'v': scr, 't': ts}}) OVER {frame} AS {name}"
+        return f",\n    ARG_MIN(t, {{'v': scr_b, 't': ts}}) OVER {frame} AS {name}"
 
     lowest_cols = ""
     if lowest:
         lowest_cols = f""",
-    MIN(scr) OVER {w3m} AS low3m{arg_min(w3m, "low3m_time")},
-    MIN(scr) OVER {w365} AS low1y{arg_min(w365, "low1y_time")}"""
+    MIN(scr_b) OVER {w3m} AS low3m{arg_min(w3m, "low3m_time")},
+    MIN(scr_b) OVER {w365} AS low1y{arg_min(w365, "low1y_time")}"""
 
-    w_cols = f"""rid, patient_id, t, scr, ts,
-    MIN(scr) OVER {w48} AS min48{arg_min(w48, "min48_time")},
-    MIN(scr) OVER {w7} AS min7{arg_min(w7, "min7_time")}"""
-    ctes = [_input_cte(creat)]
+    w_cols = f"""rid, patient_id, t, scr, ts, below,
+    MIN(scr_b) OVER {w48} AS min48{arg_min(w48, "min48_time")},
+    MIN(scr_b) OVER {w7} AS min7{arg_min(w7, "min7_time")}"""
+    ctes = [_input_cte(creat, bounds)]
     if all_medians:
         return ctes + _windowed_median_ctes(creat, w_cols, w8_365, lowest_cols)
     return ctes + _median_ctes(w_cols, w8_365, lowest_cols)
 
 
-def creatinine_windows_sql(creat: str) -> str:
+def creatinine_windows_sql(creat: str, *, bounds: bool = False) -> str:
     """SELECT of the window columns of every result of ``creat`` that
     :func:`creatinine_stages_sql` reads as ``windows`` for either baseline strategy with
     ``columns`` that leave out ``nhs_rv2`` and ``nhs_ratio``: computed once, staged twice."""
-    ctes = _window_ctes(creat, lowest=True, times=True, all_medians=False)
+    ctes = _window_ctes(creat, lowest=True, times=True, all_medians=False, bounds=bounds)
     return "WITH " + ",\n".join(ctes) + "\nSELECT * FROM w"
 
 
@@ -242,6 +277,7 @@ def creatinine_stages_sql(
     columns: Sequence[str] | None = None,
     ordered: bool = True,
     windows: str | None = None,
+    bounds: bool = False,
 ) -> str:
     """SELECT over relation ``creat`` staging every creatinine result (KDIGO and NHS England).
 
@@ -268,6 +304,8 @@ def creatinine_stages_sql(
     no particular order (no final sort, for a caller that joins them by ``rid``). ``windows``:
     a relation made by :func:`creatinine_windows_sql` over the same ``creat``, read instead of
     computing the windows again (``columns`` must then leave out ``nhs_rv2`` and ``nhs_ratio``).
+    ``bounds``: ``creat`` also has ``cmp`` VARCHAR, the comparator of a result reported as a
+    bound (``<``, ``<=``, ``>``, ``>=``; NULL = exact), read as the module docstring says.
     """
     if baseline not in BASELINES:
         raise ValueError(f"unknown baseline strategy {baseline!r} (one of {', '.join(BASELINES)})")
@@ -286,9 +324,11 @@ def creatinine_stages_sql(
     eps = repr(EPS_UMOL_L)
     if windows is None:
         lowest = baseline == "lowest-3m-1y-mdrd75"
-        ctes = _window_ctes(creat, lowest=lowest, times=times, all_medians=all_medians)
+        ctes = _window_ctes(
+            creat, lowest=lowest, times=times, all_medians=all_medians, bounds=bounds
+        )
     else:  # the window columns were computed once, for both baselines
-        ctes = [_input_cte(creat), f"w AS (SELECT * FROM {windows})"]
+        ctes = [_input_cte(creat, bounds), f"w AS (SELECT * FROM {windows})"]
     rv2_known = "g.med8_365 IS NOT NULL" if all_medians else "g.minf IS NOT NULL"
 
     if rrt is not None:
@@ -342,7 +382,7 @@ def creatinine_stages_sql(
 
     ctes.append(
         f"""b AS (
-  SELECT w.rid, w.patient_id, w.t, w.scr, w.min48,{" w.min48_time," if times else ""}
+  SELECT w.rid, w.patient_id, w.t, w.scr, w.below, w.min48,{" w.min48_time," if times else ""}
     w.min7, w.med8_365,{"" if all_medians else " w.minf,"}
     {rrt_col} AS rrt_start,
     {base_sel}
@@ -350,9 +390,13 @@ def creatinine_stages_sql(
 )"""
     )
 
-    abs_rule = f"(b.min48 IS NOT NULL AND b.scr - b.min48 >= {KDIGO_RISE_UMOL_L!r} - {eps})"
+    abs_rule = (
+        "(NOT b.below AND b.min48 IS NOT NULL"
+        f" AND b.scr - b.min48 >= {KDIGO_RISE_UMOL_L!r} - {eps})"
+    )
     ratio_stage = (
-        f"CASE WHEN {_ge('b.scr', 3.0, 'b.baseline_umol_l')} THEN 3"
+        "CASE WHEN b.below THEN 0"
+        f" WHEN {_ge('b.scr', 3.0, 'b.baseline_umol_l')} THEN 3"
         f" WHEN {_ge('b.scr', 2.0, 'b.baseline_umol_l')} THEN 2"
         f" WHEN {_ge('b.scr', 1.5, 'b.baseline_umol_l')} THEN 1 ELSE 0 END"
     )
@@ -380,7 +424,7 @@ def creatinine_stages_sql(
 
     # no result in [t - 365 d, t) <=> both RV1 (min over [t - 7 d, t)) and RV2 (median over
     # [t - 365 d, t - 7 d)) are NULL: the two frames partition the 365-day frame
-    nhs_stage = f"""CASE WHEN g.min7 IS NULL AND NOT ({rv2_known}) THEN 0
+    nhs_stage = f"""CASE WHEN g.below OR (g.min7 IS NULL AND NOT ({rv2_known})) THEN 0
       WHEN {nhs_ge(1.5)} THEN
         CASE WHEN {nhs_ge(3.0)} OR g.scr > {NHS_STAGE3_UMOL_L!r} + {eps} THEN 3
              WHEN {nhs_ge(2.0)} THEN 2 ELSE 1 END
@@ -401,14 +445,22 @@ def creatinine_stages_sql(
            THEN CONCAT('rise ', {_fmt("g.scr - g.min48")}, ' umol/L in 48 h (stage 1)') END
     ), '')"""
 
+    def known(value: str, col: str | None = None) -> str:
+        """``col`` (default ``value``) where ``value`` is not the stand-in of results reported
+        above a bound (:data:`ABOVE_UMOL_L`), else NULL."""
+        if not bounds:
+            return col or value
+        return f"CASE WHEN {value} < {ABOVE_UMOL_L!r} THEN {col or value} END"
+
     ctes.append(
         f"""s AS (
   SELECT g.rid, g.patient_id, g.t, g.scr,
-    g.min48 AS min48_umol_l, {"g.min48_time" if times else "CAST(NULL AS TIMESTAMP)"}
-      AS min48_time,
-    g.scr - g.min48 AS rise48_umol_l,
-    g.baseline_umol_l, g.baseline_source, g.baseline_time,
-    g.scr / g.baseline_umol_l AS ratio,
+    {known("g.min48")} AS min48_umol_l,
+    {known("g.min48", "g.min48_time") if times else "CAST(NULL AS TIMESTAMP)"} AS min48_time,
+    CASE WHEN NOT g.below THEN g.scr - {known("g.min48")} END AS rise48_umol_l,
+    {known("g.baseline_umol_l")} AS baseline_umol_l, g.baseline_source,
+    {known("g.baseline_umol_l", "g.baseline_time")} AS baseline_time,
+    CASE WHEN NOT g.below THEN g.scr / {known("g.baseline_umol_l")} END AS ratio,
     CAST(CASE WHEN g.rrt_start IS NOT NULL THEN 3 ELSE g.creat_stage END AS INTEGER)
       AS kdigo_stage,
     {reason} AS kdigo_reason,
@@ -416,8 +468,9 @@ def creatinine_stages_sql(
          THEN 'creatinine' WHEN g.rrt_start IS NOT NULL THEN 'rrt' END AS kdigo_by,
     g.rrt_start,
     CAST({nhs_stage} AS INTEGER) AS nhs_stage,
-    g.min7 AS nhs_rv1, g.med8_365 AS nhs_rv2,
-    GREATEST(g.scr / g.min7, g.scr / g.med8_365) AS nhs_ratio
+    {known("g.min7")} AS nhs_rv1, {known("g.med8_365")} AS nhs_rv2,
+    CASE WHEN NOT g.below
+         THEN GREATEST(g.scr / {known("g.min7")}, g.scr / {known("g.med8_365")}) END AS nhs_ratio
   FROM g
 )"""
     )

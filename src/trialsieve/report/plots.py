@@ -24,6 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from trialsieve.kidney.aki import BASELINES, creatinine_stages_sql
+from trialsieve.screen.bounds import comparator_sql
 
 #: fill colour per KDIGO stage (0 = no AKI)
 STAGE_COLOURS: dict[int, str] = {0: "#6b7280", 1: "#eab308", 2: "#ea580c", 3: "#b91c1c"}
@@ -75,7 +76,8 @@ def load_creatinine_series(
             f"""
             CREATE OR REPLACE TEMP VIEW __report_creat AS
             SELECT row_number() OVER (ORDER BY e.patient_id, e.start_time, e.event_id) AS rid,
-                   e.patient_id, e.start_time AS t, e.value AS scr
+                   e.patient_id, e.start_time AS t, e.value AS scr,
+                   {comparator_sql("e.value_text")} AS cmp
             FROM events e JOIN __report_ids i USING (patient_id)
             WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL
               AND e.start_time <= TIMESTAMP '{cutoff}'
@@ -88,7 +90,9 @@ def load_creatinine_series(
             FROM patients p JOIN __report_ids i USING (patient_id)
             """
         )
-        sql = creatinine_stages_sql("__report_creat", patients="__report_pat", baseline=baseline)
+        sql = creatinine_stages_sql(
+            "__report_creat", patients="__report_pat", baseline=baseline, bounds=True
+        )
         rows = con.execute(
             f"SELECT patient_id, t, scr, kdigo_stage, kdigo_reason, baseline_umol_l, "
             f"baseline_source FROM ({sql}) s ORDER BY patient_id, t, rid"

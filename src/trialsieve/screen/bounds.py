@@ -91,3 +91,10 @@ def compare_sql(value: str, cmp: str, op: str, limit: str) -> str:
             decided.append(f"WHEN {value} {when_false} {limit} THEN FALSE")
         cases.append(f"WHEN {cmp} = '{c}' THEN CASE {' '.join(decided)} END")
     return f"(CASE WHEN {cmp} IS NULL THEN {value} {op} {limit} {' '.join(cases)} END)"
+
+
+def reported_as_sql(note: str, cmp: str, value_text: str, what: str = "") -> str:
+    """SQL: evidence ``note``, and for a bound (comparator ``cmp`` not NULL) the value as the
+    source reported it ("reported as <0.3")."""
+    said = f"'{what + ' ' if what else ''}reported as ' || {value_text}"
+    return f"CASE WHEN {cmp} IS NULL THEN {note} ELSE COALESCE({note} || '; ', '') || {said} END"

@@ -30,6 +30,7 @@ from trialsieve.screen.bounds import (
     comparator_sql,
     compare_sql,
     mapped_comparator_sql,
+    reported_as_sql,
 )
 from trialsieve.screen.concepts import concept_predicate
 from trialsieve.screen.sql import (
@@ -466,7 +467,7 @@ class Compiler:
                 rule_text += f" = {threshold:.4g} {cunit}"
             note = "NULL"
         cmp = comparator_sql("e.value_text")
-        note = _reported_as(note, cmp, "e.value_text")
+        note = reported_as_sql(note, cmp, "e.value_text")
         rows = (
             f"SELECT patient_id, t, val, cmp, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
             f"ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
@@ -503,7 +504,7 @@ class Compiler:
         )
         # a bound on creatinine ("<0.3 mg/dL") is the opposite bound on its eGFR
         cmp = comparator_sql("e.value_text")
-        note = _reported_as(note, cmp, "e.value_text", "creatinine")
+        note = reported_as_sql(note, cmp, "e.value_text", "creatinine")
         ev = evidence_struct(
             "e.source", "e.code_system || '|' || e.code", "val", "'mL/min/1.73m2'", "t", "note"
         )
@@ -619,13 +620,6 @@ class Compiler:
             default,
             "; ".join(n.reason for n in nodes if n.v == default),
         )
-
-
-def _reported_as(note: str, cmp: str, value_text: str, what: str = "") -> str:
-    """SQL: evidence ``note``, and for a bound (comparator ``cmp`` not NULL) the value as the
-    source reported it ("reported as <0.3")."""
-    said = f"'{what + ' ' if what else ''}reported as ' || {value_text}"
-    return f"CASE WHEN {cmp} IS NULL THEN {note} ELSE COALESCE({note} || '; ', '') || {said} END"
 
 
 def _rounded_egfr(equation: str, creatinine: str, age: str) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from trialsieve.kidney import aki, urine
 from trialsieve.screen.backend import Backend
+from trialsieve.screen.bounds import comparator_sql, reported_as_sql
 from trialsieve.screen.sql import (
     EMPTY_EV,
     MET,
@@ -60,11 +61,13 @@ class KidneyTables:
         return name
 
     def creat(self) -> str:
-        """rid, patient_id, t, scr (µmol/L), source, code of the screened patients."""
+        """rid, patient_id, t, scr (µmol/L), cmp (the comparator of a bound, else NULL),
+        value_text, source, code of the screened patients."""
         return self._make(
             "__creat",
             "SELECT row_number() OVER (ORDER BY e.patient_id, e.start_time, e.event_id) AS rid, "
-            "e.patient_id, e.start_time AS t, e.value AS scr, e.source, "
+            "e.patient_id, e.start_time AS t, e.value AS scr, "
+            f"{comparator_sql('e.value_text')} AS cmp, e.value_text, e.source, "
             "e.code_system || '|' || e.code AS code FROM events e "
             "JOIN pop p ON p.patient_id = e.patient_id "
             f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL AND e.start_time <= {self.T}",
@@ -76,7 +79,7 @@ class KidneyTables:
             raise ValueError(f"unknown baseline strategy {baseline!r} ({', '.join(aki.BASELINES)})")
         creat = self.creat()
         pats = self._make("__aki_patients", "SELECT patient_id, birth_date, sex FROM pop")
-        windows = self._make("__creat_windows", aki.creatinine_windows_sql(creat))
+        windows = self._make("__creat_windows", aki.creatinine_windows_sql(creat, bounds=True))
         sql = aki.creatinine_stages_sql(
             creat,
             patients=pats,
@@ -84,6 +87,7 @@ class KidneyTables:
             columns=STAGE_COLUMNS,
             ordered=False,
             windows=windows,
+            bounds=True,
         )
         return self._make(f"__stages_{baseline.replace('-', '_')}", sql)
 
@@ -173,7 +177,10 @@ class KidneyTables:
             base = str(spec.get("baseline", baseline))
             if base == MIN_48H:
                 s = self.stages(baseline)
-                ratio, ref, src = "s.scr / s.min48_umol_l", "s.min48_umol_l", "'lowest in 48 h'"
+                # the rise is NULL where the ratio is not known either: a result reported as
+                # "<b" or a 48-h minimum of results reported as ">b" only (kidney.aki)
+                ratio = "CASE WHEN s.rise48_umol_l IS NOT NULL THEN s.scr / s.min48_umol_l END"
+                ref, src = "s.min48_umol_l", "'lowest in 48 h'"
                 sample = ("s.min48_time", ref, "'reference: lowest in the 48 h before'")
             else:
                 s = self.stages(base)
@@ -211,6 +218,7 @@ class KidneyTables:
             f"s.baseline_source || ')', 'none') || ', KDIGO stage ' || "
             f"CAST(s.kdigo_stage AS VARCHAR) || ', NHS stage ' || CAST(s.nhs_stage AS VARCHAR)"
         )
+        note = reported_as_sql(note, "c.cmp", "c.value_text")
         ev = evidence_struct("c.source", "c.code", "s.scr", "'umol/L'", "s.t", note)
         hit = (
             f"SELECT s.patient_id, s.t, {why} AS why, {ev} AS ev1 FROM {stages} s "
@@ -219,6 +227,7 @@ class KidneyTables:
         if ref is None:
             return hit
         t_col, v_col, label = ref
+        label = reported_as_sql(label, "r.cmp", "r.value_text")
         ref_ev = evidence_struct("r.source", "r.code", "r.scr", "'umol/L'", "r.t", label)
         return (
             f"({hit}) UNION ALL (SELECT s.patient_id, s.t, {why} AS why, {ref_ev} AS ev1 "
