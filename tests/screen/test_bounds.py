@@ -141,6 +141,31 @@ def test_aki_rule_reads_a_creatinine_bound(make_store: MakeStore) -> None:
     assert _verdict(make_store, rule, [first, creat(100.0, 2)])["verdict"] == "not_met"
 
 
+def test_pre_aki_egfr_of_a_baseline_from_a_bound(make_store: MakeStore) -> None:
+    """A baseline taken from "<50" umol/L is at most 50, so its eGFR is at least that of 50."""
+    age = 56  # on AS_OF, born 1970-03-15
+    at_50 = float(egfr("ckd-epi-2021", 50 / 88.4, age, True))  # ~108
+
+    def rule(op: str, value: float) -> dict:
+        return {"egfr": {"equation": "ckd-epi-2021", "from": "aki_baseline", "op": op,
+                         "value": value}}  # fmt: skip
+
+    def events(text: str | None) -> list[dict]:
+        first = lab("p", "creatinine", 50.0, "umol/L", days_ago=5)
+        rise = lab("p", "creatinine", 120.0, "umol/L", days_ago=2)  # ratio 2.4: stage 2
+        return [{**first, "value_text": text} if text else first, rise]
+
+    exact, bound = events(None), events("<50")
+    assert _verdict(make_store, rule(">", at_50 + 5), exact)["verdict"] == "not_met"
+    assert _verdict(make_store, rule(">", at_50 + 5), bound)["verdict"] == "unknown"
+    assert _verdict(make_store, rule(">=", 60), bound)["verdict"] == "met"
+    got = _verdict(make_store, rule("<", 60), bound)
+    assert got["verdict"] == "not_met"
+    assert "latest pre-AKI eGFR >=" in got["reason"]
+    assert "reported below a bound" in got["evidence"][0]["note"]
+    assert "reported below" not in _verdict(make_store, rule("<", 60), exact)["evidence"][0]["note"]
+
+
 def test_fhir_comparator_reaches_the_verdict(tmp_path: Path) -> None:
     """A lab-reported eGFR of ">90" (FHIR valueQuantity.comparator) meets ">= 60" and leaves
     "> 100" open."""

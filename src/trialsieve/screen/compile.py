@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trialsieve import units
+from trialsieve.kidney.aki import W365D_S
 from trialsieve.kidney.egfr import EQUATIONS, egfr_sql, needs_cystatin
 from trialsieve.screen import kidney_tables
 from trialsieve.screen.backend import Backend
@@ -539,12 +540,31 @@ class Compiler:
             f"'pre-AKI eGFR {equation} of baseline creatinine ' || {fmt_num('s.baseline_umol_l')}"
             f" || ' umol/L (' || s.baseline_source || ', strategy {baseline})'"
         )
+        # a creatinine reported as "<b" in the year before the result may be in the baseline's
+        # window (kidney.aki reads it as b): the baseline is then at most what is shown, and its
+        # eGFR at least (a back-calculated baseline is exact)
+        creat = self.kidney.creat()
+        below = (
+            f"SELECT DISTINCT x.rid FROM {stages} x JOIN {creat} r "
+            f"ON r.patient_id = x.patient_id AND r.cmp IN ('<', '<=') AND r.t < x.t "
+            f"AND r.t >= x.t - INTERVAL '{W365D_S}' SECOND"
+        )
+        cmp = (
+            f"CASE WHEN lb.rid IS NOT NULL AND s.baseline_source <> 'mdrd75-backcalc' "
+            f"THEN '{EGFR_FROM_CREATININE['<']}' END"
+        )
+        said = (
+            "'; a creatinine reported below a bound in the year before: the baseline is at "
+            "most this, its eGFR at least'"
+        )
+        note = f"{note} || CASE WHEN ({cmp}) IS NOT NULL THEN {said} ELSE '' END"
         ev = evidence_struct("c.source", "c.code", egfr, "'mL/min/1.73m2'", "s.t", note)
         rows = f"""
-            SELECT s.patient_id, s.t, {egfr} AS val, CAST(NULL AS VARCHAR) AS cmp, s.rid AS ord,
-                   {egfr} {OPS[op]} {lit(value)} AS pass, {ev} AS ev1, s.kdigo_stage
+            SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp, s.rid AS ord,
+                   {compare_sql(egfr, cmp, op, lit(value))} AS pass, {ev} AS ev1, s.kdigo_stage
             FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
-            JOIN {self.kidney.creat()} c ON c.rid = s.rid
+            JOIN {creat} c ON c.rid = s.rid
+            LEFT JOIN ({below}) lb ON lb.rid = s.rid
             WHERE s.baseline_umol_l IS NOT NULL AND p.birth_date IS NOT NULL
               AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)}"""
         # the result of the highest KDIGO stage in the window (latest among equals)
