@@ -90,6 +90,20 @@ def test_every_with_an_open_bound_is_unknown(make_store: MakeStore) -> None:
     assert _verdict(make_store, rule, [exact, _bound("<8")])["verdict"] == "met"
     assert _verdict(make_store, rule, [exact, _bound(">8")])["verdict"] == "unknown"
     assert _verdict(make_store, rule, [exact, _bound(">9")])["verdict"] == "not_met"
+    got = _verdict(make_store, rule, [exact, _bound(">8")])
+    assert got["reason"] == "1 of 2 values meet < 9 %; 1 reported as bounds that leave it open"
+
+
+@pytest.mark.parametrize("agg", ["every", "any"])
+def test_only_open_bounds_are_unknown(make_store: MakeStore, agg: str) -> None:
+    """Every result a bound that leaves the rule open: unknown for both aggregations (count_if
+    of nothing but NULLs is NULL on DuckDB, 0 on Spark: both count 0 here)."""
+    rule = {"lab": {"analyte": "hba1c", "window": {"days": 30}, "agg": agg, "op": ">=",
+                    "value": 9, "unit": "%"}}  # fmt: skip
+    got = _verdict(make_store, rule, [_bound(">8"), _bound("<10")])
+    assert got["verdict"] == "unknown"
+    meets = "0 of 2 values meet" if agg == "every" else "none of 2 values meets"
+    assert got["reason"] == f"{meets} >= 9 %; 2 reported as bounds that leave it open"
 
 
 def test_egfr_of_a_creatinine_bound_is_the_opposite_bound(make_store: MakeStore) -> None:

@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -14,6 +17,8 @@ from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.backend import SparkBackend
 from trialsieve.screen.engine import screen_store
+from trialsieve.store.reader import event_files
+from trialsieve.store.schema import events_parquet_options
 from trialsieve.synth.generator import SynthConfig
 from trialsieve.synth.writers import write_store
 
@@ -46,6 +51,32 @@ def test_demo_cohort_identical_on_spark(spark: SparkBackend, tmp_path: Path) -> 
     statuses = {r["status"] for r in duck}
     assert statuses == {"ineligible", "needs_data", "potentially_eligible"}
     assert sum(len(c["evidence"]) for r in duck for c in r["criteria"]) > 1000
+    assert sprk == duck
+
+
+def test_bounds_identical_on_spark(spark: SparkBackend, tmp_path: Path) -> None:
+    """Results reported as bounds (screen/bounds.py, the AKI staging's safe ends, the pre-AKI
+    eGFR of a bounded baseline) give the same records on both engines: the demo cohort with a
+    third of its lab results turned into "<b" and another third into ">b"."""
+    store = tmp_path / "store"
+    build_demo_store(store, n_patients=200)
+    for path in event_files(store):
+        t = pq.read_table(path)
+        lab = pc.equal(t["kind"], "lab").to_numpy(zero_copy_only=False)
+        text = t["value_text"].to_pylist()
+        values = t["value"].to_pylist()
+        n_bounds = 0
+        for i, (is_lab, v) in enumerate(zip(lab, values, strict=True)):
+            if is_lab and v is not None and i % 3:
+                text[i] = ("<" if i % 3 == 1 else ">") + f"{v:g}"
+                n_bounds += 1
+        assert n_bounds > 1000
+        t = t.set_column(t.schema.get_field_index("value_text"), "value_text",
+                         pa.array(text, pa.string()))  # fmt: skip
+        pq.write_table(t, path, **events_parquet_options())
+    duck, sprk = _both(store, spark)
+    notes = [e["note"] or "" for r in duck for c in r["criteria"] for e in c["evidence"]]
+    assert any("reported as <" in n for n in notes) and any("reported as >" in n for n in notes)
     assert sprk == duck
 
 

@@ -398,14 +398,17 @@ class Compiler:
             raise RuleError(f"unknown aggregation {agg!r} (latest, min, max, any, every)")
         sql = f"""
             WITH r AS ({rows_sql})
-            SELECT patient_id, count(*) AS n, count_if(pass) AS n_true,
-                   count_if(NOT pass) AS n_false,
+            SELECT patient_id, count(*) AS n, count_if(COALESCE(pass, FALSE)) AS n_true,
+                   count_if(COALESCE(NOT pass, FALSE)) AS n_false,
                    {ev_list("ev1", "t")} FILTER (WHERE pass) AS ev_true,
                    {ev_list("ev1", "t")} FILTER (WHERE NOT pass) AS ev_false,
                    {ev_list("ev1", "t")} AS ev_all,
                    {latest_text("t", show)} FILTER (WHERE pass) AS what_true,
                    {latest_text("t", show)} FILTER (WHERE NOT pass) AS what_false
             FROM r GROUP BY patient_id"""
+        # results reported as bounds that leave the rule open (pass NULL, screen.bounds)
+        n_open = "CAST(a.n - a.n_true - a.n_false AS VARCHAR)"
+        open_part = f"'; ' || {n_open} || ' reported as bounds that leave it open'"
         if agg == "any":
             v = (
                 f"CASE WHEN a.n_true > 0 THEN {MET} WHEN a.n_false < a.n THEN {UNKNOWN} "
@@ -416,7 +419,8 @@ class Compiler:
                 f"CAST(a.n AS VARCHAR) || ' values meet {escape(rule_text)}, latest ' || "
                 f"{latest_text_part('a.what_true')} "
                 "ELSE 'none of ' || CAST(a.n AS VARCHAR) || "
-                f"' values meets {escape(rule_text)}' END"
+                f"' values meets {escape(rule_text)}' || "
+                f"CASE WHEN a.n_false < a.n THEN {open_part} ELSE '' END END"
             )
             ev = "CASE WHEN a.n_true > 0 THEN a.ev_true ELSE a.ev_all END"
         else:
@@ -428,6 +432,8 @@ class Compiler:
                 f"CASE WHEN a.n_false > 0 THEN CAST(a.n_false AS VARCHAR) || ' of ' || "
                 f"CAST(a.n AS VARCHAR) || ' values fail {escape(rule_text)}, latest ' || "
                 f"{latest_text_part('a.what_false')} "
+                f"WHEN a.n_true < a.n THEN CAST(a.n_true AS VARCHAR) || ' of ' || "
+                f"CAST(a.n AS VARCHAR) || ' values meet {escape(rule_text)}' || {open_part} "
                 f"ELSE 'all ' || CAST(a.n AS VARCHAR) || ' values meet {escape(rule_text)}' END"
             )
             ev = "CASE WHEN a.n_false > 0 THEN a.ev_false ELSE a.ev_all END"
