@@ -569,7 +569,7 @@ def _value(ev: dict[str, Any], r: dict[str, Any], analyte: str | None) -> None:
         # "<0.3": a bound. Rules read the bound as the value and the comparator from
         # value_text; orig_value keeps the operator as the source names it
         name = text(r.get("operator_name"))
-        symbol = _OPERATOR_NAMES.get(name) if name else _OPERATORS.get(op)
+        symbol = (_OPERATOR_NAMES.get(name) if name else None) or _OPERATORS.get(op)
         if symbol is None:  # a number beyond an unknown bound cannot be read as either
             raise Reject(
                 f"unknown value operator: operator_concept_id {op}" + (f" ({name})" if name else "")
