@@ -18,6 +18,7 @@ from storekit import AS_OF, crit, lab, person, protocol
 from trialsieve.ingest.runner import run_ingest
 from trialsieve.kidney.egfr import egfr
 from trialsieve.screen.bounds import COMPARATORS, compare_sql, decide
+from trialsieve.screen.compile import _extreme_of_bounds
 from trialsieve.screen.engine import screen_store
 
 MakeStore = Callable[[list[dict], list[dict]], Path]
@@ -104,6 +105,54 @@ def test_only_open_bounds_are_unknown(make_store: MakeStore, agg: str) -> None:
     assert got["verdict"] == "unknown"
     meets = "0 of 2 values meet" if agg == "every" else "none of 2 values meets"
     assert got["reason"] == f"{meets} >= 9 %; 2 reported as bounds that leave it open"
+
+
+def test_min_and_max_rules_read_the_bounds(make_store: MakeStore) -> None:
+    """The lowest reported number is not the minimum when a "<b" is among the results."""
+
+    def rule(agg: str, op: str, value: float) -> dict:
+        return {"lab": {"analyte": "hba1c", "window": {"days": 30}, "agg": agg, "op": op,
+                        "value": value, "unit": "%"}}  # fmt: skip
+
+    five = lab("p", "hba1c", 5.0, "%", days_ago=10)
+    seven = lab("p", "hba1c", 7.0, "%", days_ago=10)
+    assert _verdict(make_store, rule("min", "<", 3), [five])["verdict"] == "not_met"
+    assert _verdict(make_store, rule("min", "<", 3), [five, _bound("<6")])["verdict"] == "unknown"
+    assert _verdict(make_store, rule("min", "<", 6), [seven, _bound("<6")])["verdict"] == "met"
+    assert _verdict(make_store, rule("min", ">", 4), [five, _bound(">6")])["verdict"] == "met"
+    assert _verdict(make_store, rule("max", ">", 9), [seven, _bound(">6")])["verdict"] == "unknown"
+    got = _verdict(make_store, rule("max", "<", 8), [seven, _bound("<6")])
+    assert got["verdict"] == "met"
+    assert got["reason"].startswith("max hba1c 7.00 % on ")
+
+
+@pytest.mark.parametrize("agg", ["min", "max"])
+def test_extreme_of_bounds_equals_brute_force(agg: str) -> None:
+    """min/max over results some of which are bounds: decided exactly when every set of true
+    values the results allow gives the same answer (all pairs of results on a grid)."""
+    kinds = [(c, b) for c in (None, *COMPARATORS) for b in GRID]
+    pairs = [[x] for x in kinds] + [[x, y] for x in kinds for y in kinds]
+    rows = [(i, b, c) for i, pair in enumerate(pairs) for c, b in pair]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE r AS SELECT * FROM (VALUES " + ", ".join(
+        f"('{i}', {b}, {'NULL' if c is None else repr(c)})" for i, b, c in rows
+    ) + ") t(patient_id, val, cmp)")  # fmt: skip
+    pick = min if agg == "min" else max
+    for op, limit in itertools.product(OPERATORS, GRID):
+        cte, verdict = _extreme_of_bounds(agg, op)
+        # k: the result shown (its limit; its verdict is used only without bounds)
+        got = dict(con.execute(
+            f"WITH r AS (SELECT * FROM r){cte}, "
+            f"k AS (SELECT patient_id, {limit} AS lim, {agg}(val) {op} {limit} AS pass "
+            f"FROM r GROUP BY patient_id) "
+            f"SELECT x.patient_id, {verdict} FROM x JOIN k ON k.patient_id = x.patient_id"
+        ).fetchall())  # fmt: skip
+        for i, pair in enumerate(pairs):
+            allowed = [[x for x in XS if c is None and x == b or c and ALLOWS[c](x, b)]
+                       for c, b in pair]  # fmt: skip
+            outcomes = {HOLDS[op](pick(xs), limit) for xs in itertools.product(*allowed)}
+            want = outcomes.pop() if len(outcomes) == 1 else None
+            assert got[str(i)] is want, (agg, pair, op, limit)
 
 
 def test_egfr_of_a_creatinine_bound_is_the_opposite_bound(make_store: MakeStore) -> None:

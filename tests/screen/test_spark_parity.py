@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from storekit import AS_OF, build_store, crit, lab, person, protocol
 
 from trialsieve.cli.aki import command as aki_command
 from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
@@ -77,6 +80,50 @@ def test_bounds_identical_on_spark(spark: SparkBackend, tmp_path: Path) -> None:
     duck, sprk = _both(store, spark)
     notes = [e["note"] or "" for r in duck for c in r["criteria"] for e in c["evidence"]]
     assert any("reported as <" in n for n in notes) and any("reported as >" in n for n in notes)
+    assert sprk == duck
+
+
+def test_min_max_every_any_with_bounds_identical_on_spark(
+    spark: SparkBackend, tmp_path: Path
+) -> None:
+    """Every aggregation of a lab rule over results reported as bounds (the bundled protocols
+    use none of min/max): one patient per combination of two results, both engines alike."""
+    marks = [None, "<", "<=", ">", ">="]
+    events, people = [], []
+    for n, ((c1, v1), (c2, v2)) in enumerate(
+        itertools.product(itertools.product(marks, (5.0, 7.0)), repeat=2)
+    ):
+        pid = f"p{n:03d}"
+        people.append(person(pid, dt.date(1970, 1, 1)))
+        for days, c, v in ((3, c1, v1), (5, c2, v2)):
+            row = lab(pid, "hba1c", v, "%", days_ago=days)
+            events.append({**row, "value_text": f"{c}{v:g}"} if c else row)
+    store = build_store(tmp_path / "store", people, events)
+    criteria = [
+        crit(
+            f"inc-{i}",
+            {
+                "lab": {
+                    "analyte": "hba1c",
+                    "window": {"days": 30},
+                    "agg": agg,
+                    "op": op,
+                    "value": 6,
+                    "unit": "%",
+                }
+            },
+        )  # fmt: skip
+        for i, (agg, op) in enumerate(
+            itertools.product(("latest", "min", "max", "any", "every"), ("<", ">="))
+        )
+    ]
+    protocols = [protocol(criteria)]
+    duck = screen_store(store, protocols, AS_OF).records
+    sprk = screen_store(store, protocols, AS_OF, backend=spark).records
+    for name in spark.tables():
+        spark.drop(name)
+    verdicts = {c["verdict"] for r in duck for c in r["criteria"]}
+    assert verdicts == {"met", "not_met", "unknown"}
     assert sprk == duck
 
 

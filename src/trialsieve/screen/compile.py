@@ -367,15 +367,23 @@ class Compiler:
         self,
         rows_sql: str,
         *,
+        op: str,
         agg: str,
         label: str,
         unit: str,
         rule_text: str,
         missing: str,
     ) -> Verdicts:
-        """Aggregate rows (patient_id, t, val, cmp, pass BOOLEAN, ev1, ord) into verdicts;
+        """Aggregate rows (patient_id, t, val, cmp, lim, pass BOOLEAN, ev1, ord) into verdicts;
         ``cmp`` is the comparator when ``val`` is a reported bound (screen.bounds), else NULL,
-        and ``pass`` is NULL when the bound leaves the rule open."""
+        ``pass`` (``val op lim``) is NULL when the bound leaves the rule open.
+
+        ``min``/``max`` with bounds among a patient's results: the true extreme lies between
+        what the results allow at most and at least (for ``min``: at most the lowest exact value
+        or ``<b``, ignoring ``>b``; at least the lowest value or ``>b`` unless a ``<b`` leaves it
+        unbounded below), and the rule is decided only when either end decides it for every
+        value on its side (non-strict ends: never decided wrongly). The result shown is the
+        result with the extreme reported number, as without bounds."""
         order = {
             "latest": "t DESC, ord",
             "min": "val ASC, t DESC, ord",
@@ -386,11 +394,17 @@ class Compiler:
             "|| strftime(t, '%Y-%m-%d')"
         )
         if agg in order:
+            pass_ = "k.pass"
+            ends = ""
+            if agg != "latest":
+                ends, pass_ = _extreme_of_bounds(agg, op)
+            join = " JOIN x ON x.patient_id = k.patient_id" if ends else ""
             sql = f"""
                 WITH r AS ({rows_sql}),
                 k AS (SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY {order[agg]})
-                      AS rn FROM r)
-                SELECT patient_id, pass, {show} AS what, [ev1] AS evs FROM k WHERE rn = 1"""
+                      AS rn FROM r){ends}
+                SELECT k.patient_id, {pass_} AS pass, {show} AS what, [k.ev1] AS evs
+                FROM k{join} WHERE k.rn = 1"""
             v = f"CASE WHEN a.pass THEN {MET} WHEN NOT a.pass THEN {NOT_MET} ELSE {UNKNOWN} END"
             reason = f"'{agg} ' || a.what || ' (rule: {escape(rule_text)})'"
             return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
@@ -476,7 +490,7 @@ class Compiler:
         cmp = comparator_sql("e.value_text")
         note = reported_as_sql(note, cmp, "e.value_text")
         rows = (
-            f"SELECT patient_id, t, val, cmp, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
+            f"SELECT patient_id, t, val, cmp, lim, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
             f"ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
             f"e.event_id AS ord, {cmp} AS cmp, {limit} AS lim, {event_evidence('e', note)} AS ev1 "
             f"FROM events e WHERE e.analyte = {lit(analyte)} AND e.value IS NOT NULL "
@@ -484,6 +498,7 @@ class Compiler:
         )
         return self._numeric(
             rows,
+            op=op,
             agg=str(body.get("agg", "latest")),
             label=analyte,
             unit=cunit,
@@ -516,7 +531,8 @@ class Compiler:
             "e.source", "e.code_system || '|' || e.code", "val", "'mL/min/1.73m2'", "t", "note"
         )
         rows = (
-            f"SELECT patient_id, t, val, cmp, {compare_sql('val', 'cmp', op, lit(value))} AS pass, "
+            f"SELECT patient_id, t, val, cmp, {lit(value)} AS lim, "
+            f"{compare_sql('val', 'cmp', op, lit(value))} AS pass, "
             f"{ev} AS ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, {egfr} AS val, "
             f"e.event_id AS ord, {mapped_comparator_sql(cmp, EGFR_FROM_CREATININE)} AS cmp, "
             f"{note} AS note, e.source, e.code_system, e.code "
@@ -527,6 +543,7 @@ class Compiler:
         )
         return self._numeric(
             rows,
+            op=op,
             agg=str(body.get("agg", "latest")),
             label="eGFR",
             unit="mL/min/1.73m2",
@@ -566,7 +583,8 @@ class Compiler:
         note = f"{note} || CASE WHEN ({cmp}) IS NOT NULL THEN {said} ELSE '' END"
         ev = evidence_struct("c.source", "c.code", egfr, "'mL/min/1.73m2'", "s.t", note)
         rows = f"""
-            SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp, s.rid AS ord,
+            SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp, {lit(value)} AS lim,
+                   s.rid AS ord,
                    {compare_sql(egfr, cmp, op, lit(value))} AS pass, {ev} AS ev1, s.kdigo_stage
             FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
             JOIN {creat} c ON c.rid = s.rid
@@ -575,11 +593,12 @@ class Compiler:
               AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)}"""
         # the result of the highest KDIGO stage in the window (latest among equals)
         ranked = f"""
-            SELECT patient_id, t, val, cmp, ord, pass, ev1 FROM (
+            SELECT patient_id, t, val, cmp, lim, ord, pass, ev1 FROM (
                 SELECT *, row_number() OVER (PARTITION BY patient_id
                     ORDER BY kdigo_stage DESC, t DESC, ord) AS rn FROM ({rows})) WHERE rn = 1"""
         return self._numeric(
             ranked,
+            op=op,
             agg="latest",
             label="pre-AKI eGFR",
             unit="mL/min/1.73m2",
@@ -646,6 +665,60 @@ class Compiler:
             default,
             "; ".join(n.reason for n in nodes if n.v == default),
         )
+
+
+def _extreme_of_bounds(agg: str, op: str) -> tuple[str, str]:
+    """(CTE ``x`` over rows ``r``, verdict SQL) of rule ``min/max(values) op lim`` for patients
+    with results reported as bounds (screen.bounds); rows of ``k`` (the result shown) give
+    ``lim`` and, without bounds, ``pass``.
+
+    The true minimum lies between two ends: at most the lowest exact, ``<b`` or ``<=b`` number
+    (strictly below it when a ``<b`` reaches it; no end when every result is ``>b``) and at
+    least the lowest exact, ``>b`` or ``>=b`` number (strictly above when only a ``>b`` reaches
+    it; no end when a ``<b`` leaves it unbounded below); every value between them can be the
+    true minimum. The maximum mirrors it. Each end is a bound on the extreme, decided as one
+    (:func:`~trialsieve.screen.bounds.compare_sql`); the rule is decided when either end decides
+    it (they cannot disagree) or both ends are one number, else unknown.
+    """
+    lo_side, hi_side = ("<", "<="), (">", ">=")
+    # min: the "near" end (the true minimum is at most it) comes from results bounded above
+    near_side, far_side = (lo_side, hi_side) if agg == "min" else (hi_side, lo_side)
+    best = "MIN" if agg == "min" else "MAX"
+    top = "LEAST" if agg == "min" else "GREATEST"
+
+    def end(side: tuple[str, str], name: str, strict_on_tie: bool) -> tuple[str, str]:
+        strict, closed = side
+        cols = (
+            f"{best}(CASE WHEN cmp IS NULL OR cmp = '{closed}' THEN val END) AS {name}_c,\n"
+            f"{best}(CASE WHEN cmp = '{strict}' THEN val END) AS {name}_s"
+        )
+        beyond = ("<" if agg == "min" else ">") + ("=" if strict_on_tie else "")
+        cmp = (
+            f"CASE WHEN x.{name}_c IS NULL OR x.{name}_s {beyond} x.{name}_c "
+            f"THEN '{strict}' ELSE '{closed}' END"
+        )
+        return cols, cmp
+
+    # near end: a strict bound at the same number keeps the extreme strictly beyond it ("<1"
+    # beside an exact 1: the minimum is below 1); far end: an exact or closed result at that
+    # number can be the extreme itself
+    near_cols, near_cmp = end(near_side, "near", strict_on_tie=True)
+    far_cols, far_cmp = end(far_side, "far", strict_on_tie=False)
+    # a result bounded the other way (e.g. "<b" for the minimum's lower end) leaves no far end
+    open_far = f"max(CASE WHEN cmp IN ('{near_side[0]}', '{near_side[1]}') THEN 1 ELSE 0 END)"
+    cte = f""",
+                x AS (SELECT patient_id, max(CASE WHEN cmp IS NULL THEN 0 ELSE 1 END) AS bounds,
+                        {open_far} AS open_far, {near_cols}, {far_cols}
+                      FROM r GROUP BY patient_id)"""
+    near = f"{top}(x.near_c, x.near_s)"
+    far = f"CASE WHEN x.open_far = 0 THEN {top}(x.far_c, x.far_s) END"
+    # both ends at one number: the extreme is that number (e.g. an exact 1 beside ">=1")
+    verdict = (
+        f"CASE WHEN x.bounds = 0 THEN k.pass "
+        f"WHEN {near} = {far} THEN {compare_sql(near, 'NULL', op, 'k.lim')} ELSE COALESCE("
+        f"{compare_sql(near, near_cmp, op, 'k.lim')}, {compare_sql(far, far_cmp, op, 'k.lim')}) END"
+    )
+    return cte, verdict
 
 
 def _rounded_egfr(equation: str, creatinine: str, age: str) -> str:
