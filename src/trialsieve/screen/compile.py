@@ -378,12 +378,10 @@ class Compiler:
         ``cmp`` is the comparator when ``val`` is a reported bound (screen.bounds), else NULL,
         ``pass`` (``val op lim``) is NULL when the bound leaves the rule open.
 
-        ``min``/``max`` with bounds among a patient's results: the true extreme lies between
-        what the results allow at most and at least (for ``min``: at most the lowest exact value
-        or ``<b``, ignoring ``>b``; at least the lowest value or ``>b`` unless a ``<b`` leaves it
-        unbounded below), and the rule is decided only when either end decides it for every
-        value on its side (non-strict ends: never decided wrongly). The result shown is the
-        result with the extreme reported number, as without bounds."""
+        ``min``/``max`` with bounds among a patient's results are decided from the interval
+        the true extreme lies in (:func:`_extreme_of_bounds`), decided only when every value
+        in it agrees; the result shown is the one with the extreme reported number, as without
+        bounds."""
         order = {
             "latest": "t DESC, ord",
             "min": "val ASC, t DESC, ord",
