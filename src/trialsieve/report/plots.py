@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 
 from trialsieve.kidney.aki import BASELINES, creatinine_stages_sql
-from trialsieve.screen.bounds import comparator_sql
+from trialsieve.screen.kidney_tables import creatinine_series_sql
 
 #: fill colour per KDIGO stage (0 = no AKI)
 STAGE_COLOURS: dict[int, str] = {0: "#6b7280", 1: "#eab308", 2: "#ea580c", 3: "#b91c1c"}
@@ -73,15 +73,10 @@ def load_creatinine_series(
     try:
         cutoff = _utc_naive(as_of).isoformat(sep=" ")
         con.execute(
-            f"""
-            CREATE OR REPLACE TEMP VIEW __report_creat AS
-            SELECT row_number() OVER (ORDER BY e.patient_id, e.start_time, e.event_id) AS rid,
-                   e.patient_id, e.start_time AS t, e.value AS scr,
-                   {comparator_sql("e.value_text")} AS cmp
-            FROM events e JOIN __report_ids i USING (patient_id)
-            WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL
-              AND e.start_time <= TIMESTAMP '{cutoff}'
-            """
+            "CREATE OR REPLACE TEMP VIEW __report_creat AS "
+            + creatinine_series_sql(
+                "JOIN __report_ids i USING (patient_id)", f"TIMESTAMP '{cutoff}'"
+            )
         )
         con.execute(
             """

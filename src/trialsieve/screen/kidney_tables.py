@@ -46,6 +46,21 @@ STAGE_COLUMNS = (
 )  # fmt: skip
 
 
+def creatinine_series_sql(join: str, until: str) -> str:
+    """The ``creat`` relation :func:`trialsieve.kidney.aki.creatinine_stages_sql` stages (with
+    ``bounds=True``), from the store's ``events`` (alias ``e``): rid (patient, time, event
+    order), patient_id, t, scr (µmol/L), cmp (the comparator of a bound, else NULL), value_text,
+    source, code of the creatinine results up to SQL instant ``until`` of the patients the
+    ``join`` clause keeps. Screening and the report plots read the same series."""
+    return (
+        "SELECT row_number() OVER (ORDER BY e.patient_id, e.start_time, e.event_id) AS rid, "
+        "e.patient_id, e.start_time AS t, e.value AS scr, "
+        f"{comparator_sql('e.value_text')} AS cmp, e.value_text, e.source, "
+        f"e.code_system || '|' || e.code AS code FROM events e {join} "
+        f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL AND e.start_time <= {until}"
+    )
+
+
 class KidneyTables:
     """Lazily built per-run tables: creatinine, stages per baseline, urine periods, weights."""
 
@@ -61,16 +76,9 @@ class KidneyTables:
         return name
 
     def creat(self) -> str:
-        """rid, patient_id, t, scr (µmol/L), cmp (the comparator of a bound, else NULL),
-        value_text, source, code of the screened patients."""
+        """The creatinine series of the screened patients (:func:`creatinine_series_sql`)."""
         return self._make(
-            "__creat",
-            "SELECT row_number() OVER (ORDER BY e.patient_id, e.start_time, e.event_id) AS rid, "
-            "e.patient_id, e.start_time AS t, e.value AS scr, "
-            f"{comparator_sql('e.value_text')} AS cmp, e.value_text, e.source, "
-            "e.code_system || '|' || e.code AS code FROM events e "
-            "JOIN pop p ON p.patient_id = e.patient_id "
-            f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL AND e.start_time <= {self.T}",
+            "__creat", creatinine_series_sql("JOIN pop p ON p.patient_id = e.patient_id", self.T)
         )
 
     def stages(self, baseline: str) -> str:
