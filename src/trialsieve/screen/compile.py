@@ -578,17 +578,20 @@ class Compiler:
             "'; a creatinine reported below a bound in the year before: the baseline is at "
             "most this, its eGFR at least'"
         )
-        note = f"{note} || CASE WHEN ({cmp}) IS NOT NULL THEN {said} ELSE '' END"
-        ev = evidence_struct("c.source", "c.code", egfr, "'mL/min/1.73m2'", "s.t", note)
+        shown = f"note || CASE WHEN cmp IS NOT NULL THEN {said} ELSE '' END"
+        ev = evidence_struct("source", "code", "val", "'mL/min/1.73m2'", "t", shown)
+        # the eGFR and the comparator computed once per result, then compared and shown
         rows = f"""
-            SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp, {lit(value)} AS lim,
-                   s.rid AS ord,
-                   {compare_sql(egfr, cmp, op, lit(value))} AS pass, {ev} AS ev1, s.kdigo_stage
-            FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
-            JOIN {creat} c ON c.rid = s.rid
-            LEFT JOIN ({below}) lb ON lb.rid = s.rid
-            WHERE s.baseline_umol_l IS NOT NULL AND p.birth_date IS NOT NULL
-              AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)}"""
+            SELECT patient_id, t, val, cmp, lim, ord, {compare_sql("val", "cmp", op, "lim")}
+                AS pass, {ev} AS ev1, kdigo_stage
+            FROM (
+              SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp, {lit(value)} AS lim,
+                     s.rid AS ord, s.kdigo_stage, {note} AS note, c.source, c.code
+              FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
+              JOIN {creat} c ON c.rid = s.rid
+              LEFT JOIN ({below}) lb ON lb.rid = s.rid
+              WHERE s.baseline_umol_l IS NOT NULL AND p.birth_date IS NOT NULL
+                AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)})"""
         # the result of the highest KDIGO stage in the window (latest among equals)
         ranked = f"""
             SELECT patient_id, t, val, cmp, lim, ord, pass, ev1 FROM (
