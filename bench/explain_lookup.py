@@ -4,7 +4,7 @@ Screening a 1M-patient store does not fit this 2-core machine's time budget, so 
 builds the results file such a run writes from a real, smaller run: the records of
 ``--from`` (a results.parquet of ``bench/screen.py``) repeated with fresh patient ids until
 ``--patients`` patients (x 4 trials) are present, written by the same writer
-(``screen.results_file.write_parquet``: sorted by patient, row groups of 256). It then times,
+(``screen.results_file.write_parquet``: sorted by patient, row groups of ``ROW_GROUP``). It then times,
 in one process, opening the file and ``--lookups`` single-patient lookups (p50/p95; target
 p95 <= 50 ms), and, as the baseline in the same run, the same lookups done by a DuckDB query
 over the file.

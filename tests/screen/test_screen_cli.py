@@ -244,11 +244,23 @@ def test_parquet_results_and_explain_lookup(
     assert [(r["patient_id"], r["trial_id"]) for r in rows] == sorted(
         (r["patient_id"], r["trial_id"]) for r in recs
     )
-    assert set(rows[0]["criteria"][0]) == {"id", "verdict", "reason", "evidence", "default"}
-    # a default verdict's reason is stored once, in the metadata, and put back on lookup
-    items = [c for r in rows for c in r["criteria"]]
-    assert any(c["default"] for c in items) and not all(c["default"] for c in items)
-    assert all(c["reason"] is None and c["evidence"] is None for c in items if c["default"])
+    assert set(rows[0]) == {"patient_id", "trial_id", "status", "verdicts", "details"}
+    # one verdict letter per criterion; details only for the criteria the data decided (a
+    # default verdict's reason is stored once, in the metadata, and put back on lookup)
+    full = {(r["patient_id"], r["trial_id"]): r for r in recs}
+    n_items = n_details = 0
+    for row in rows:
+        rec = full[row["patient_id"], row["trial_id"]]
+        assert row["verdicts"] == "".join(
+            {"met": "m", "not_met": "n", "unknown": "u", "manual": "c"}[c["verdict"]]
+            for c in rec["criteria"]
+        )
+        for d in row["details"]:
+            c = rec["criteria"][d["i"]]
+            assert (d["reason"], d["evidence"]) == (c["reason"], c["evidence"])
+        n_items += len(rec["criteria"])
+        n_details += len(row["details"])
+    assert 0 < n_details < n_items / 2
     lookup = ResultsLookup(out)
     for pid in sorted({r["patient_id"] for r in recs}):
         assert lookup.patient(pid) == [r for r in recs if r["patient_id"] == pid]

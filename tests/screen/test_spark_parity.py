@@ -20,6 +20,7 @@ from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.backend import SparkBackend
 from trialsieve.screen.engine import screen_store
+from trialsieve.screen.results_file import ResultsLookup
 from trialsieve.store.reader import event_files
 from trialsieve.store.schema import events_parquet_options
 from trialsieve.synth.generator import SynthConfig
@@ -35,10 +36,16 @@ def spark() -> Iterator[SparkBackend]:
     yield backend
 
 
-def _both(store: Path, spark: SparkBackend) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _both(
+    store: Path, spark: SparkBackend, parquet: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The records of both engines (and, with ``parquet``, Spark's results.parquet written)."""
     protocols = load_bundled()
     duck = screen_store(store, protocols, DEMO_AS_OF).records
-    sprk = screen_store(store, protocols, DEMO_AS_OF, backend=spark).records
+    run = screen_store(store, protocols, DEMO_AS_OF, backend=spark)
+    sprk = run.records
+    if parquet is not None:
+        run.write(parquet)
     # the module shares one local session (4 GB driver): free this run's checkpointed tables
     # before the next test
     for name in spark.tables():
@@ -49,12 +56,16 @@ def _both(store: Path, spark: SparkBackend) -> tuple[list[dict[str, Any]], list[
 
 def test_demo_cohort_identical_on_spark(spark: SparkBackend, tmp_path: Path) -> None:
     build_demo_store(tmp_path / "store", n_patients=200)
-    duck, sprk = _both(tmp_path / "store", spark)
+    duck, sprk = _both(tmp_path / "store", spark, tmp_path / "spark.parquet")
     assert len(duck) == 4 * 200
     statuses = {r["status"] for r in duck}
     assert statuses == {"ineligible", "needs_data", "potentially_eligible"}
     assert sum(len(c["evidence"]) for r in duck for c in r["criteria"]) > 1000
     assert sprk == duck
+    # the compact results.parquet written on Spark gives the same records back
+    lookup = ResultsLookup(tmp_path / "spark.parquet")
+    for pid in sorted({r["patient_id"] for r in duck}):
+        assert lookup.patient(pid) == [r for r in duck if r["patient_id"] == pid]
 
 
 def test_bounds_identical_on_spark(spark: SparkBackend, tmp_path: Path) -> None:

@@ -35,7 +35,16 @@ from trialsieve.screen.backend import Backend, DuckDBBackend, ids_sql, range_sql
 from trialsieve.screen.compile import Compiler, Verdicts, any_patient, left_joins
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
-from trialsieve.screen.sql import EMPTY_EV, MANUAL, MET, NOT_MET, UNKNOWN, lit
+from trialsieve.screen.sql import (
+    EMPTY_EV,
+    MANUAL,
+    MET,
+    NOT_MET,
+    UNKNOWN,
+    VERDICT_LETTERS,
+    VERDICT_NAMES,
+    lit,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,33 +145,19 @@ def _verdicts_sql(proto: Any, nodes: list[Verdicts]) -> str:
     )
 
 
-def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool) -> str:
+def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts]) -> str:
     """One row per patient for ``proto`` in results.jsonl layout: status and the criteria list
-    in protocol order (criterion ids and texts are constants of the query; ``compact`` leaves
-    out kind, text and manual, and the reason and evidence of default verdicts, flagged
-    ``default``)."""
+    in protocol order (criterion ids, kinds, texts and manual instructions are constants of the
+    query)."""
+    verdict = " ".join(f"WHEN {code} THEN {lit(name)}" for code, name in VERDICT_NAMES.items())
     items = []
     for i, crit in enumerate(proto.criteria):
-        verdict = (
-            f"CASE w.v{i} WHEN {MET} THEN 'met' WHEN {NOT_MET} THEN 'not_met' "
-            f"WHEN {UNKNOWN} THEN 'unknown' ELSE 'manual' END"
-        )
-        reason = nodes[i].column(f"c{i}", "reason")
-        ev = nodes[i].column(f"c{i}", "ev")
-        if compact:  # a default verdict's reason is in the file metadata (results_file)
-            default = f"c{i}.patient_id IS NULL"
-            items.append(
-                f"{{'id': {lit(crit.id)}, 'verdict': {verdict}, "
-                f"'reason': CASE WHEN {default} THEN NULL ELSE c{i}.reason END, "
-                f"'evidence': CASE WHEN {default} THEN NULL ELSE c{i}.ev END, "
-                f"'default': {default}}}"
-            )
-            continue
         manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
         items.append(
-            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, 'verdict': {verdict}, "
-            f"'text': {lit(crit.text)}, 'reason': {reason}, 'evidence': {ev}, "
-            f"'manual': {manual}}}"
+            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, "
+            f"'verdict': CASE w.v{i} {verdict} END, "
+            f"'text': {lit(crit.text)}, 'reason': {nodes[i].column(f'c{i}', 'reason')}, "
+            f"'evidence': {nodes[i].column(f'c{i}', 'ev')}, 'manual': {manual}}}"
         )
     return (
         f"SELECT w.patient_id, w.trial_id, w.status, [{', '.join(items)}] AS criteria "
@@ -170,25 +165,51 @@ def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts], compact: bool
     )
 
 
+def _compact_sql(verdicts: str, nodes: list[Verdicts]) -> str:
+    """One row per patient in the compact layout of results.parquet
+    (:mod:`~trialsieve.screen.results_file`): status, the verdicts as one letter per criterion
+    in protocol order (:data:`~trialsieve.screen.sql.VERDICT_LETTERS`) and ``details``, the
+    reason and evidence of the criteria not decided by their rule's default, each with its
+    criterion's 0-based position ``i`` (the default reasons are stored once, in the file
+    metadata)."""
+    letters = ", ".join(f"substr({lit(VERDICT_LETTERS)}, w.v{i} + 1, 1)" for i in range(len(nodes)))
+    items = ", ".join(
+        f"CASE WHEN c{i}.patient_id IS NOT NULL THEN "
+        f"{{'i': {i}, 'reason': c{i}.reason, 'evidence': c{i}.ev}} END"
+        for i in range(len(nodes))
+    )
+    return (
+        f"SELECT w.patient_id, w.trial_id, w.status, concat({letters or repr('')}) AS verdicts, "
+        f"list_filter([{items}], lambda d: d IS NOT NULL) AS details "
+        f"FROM {verdicts} w {left_joins(nodes, 'w')}"
+    )
+
+
 def _full_from_compact_sql(proto: Any, reasons: list[str], compact: str) -> str:
     """The records of ``proto`` in results.jsonl layout from table ``compact`` (rows of
-    ``_results_sql(compact=True)``): the protocol's constants and the default reasons
-    ``reasons`` put back, as :class:`~trialsieve.screen.results_file.ResultsLookup` does."""
+    :func:`_compact_sql`): the protocol's constants and the default reasons ``reasons`` put
+    back, as :class:`~trialsieve.screen.results_file.ResultsLookup` does."""
+    verdict = " ".join(
+        f"WHEN {lit(VERDICT_LETTERS[code])} THEN {lit(name)}"
+        for code, name in VERDICT_NAMES.items()
+    )
     items = []
     for i, crit in enumerate(proto.criteria):
-        c = f"r.criteria[{i + 1}]"
-        default = f"struct_extract({c}, 'default')"
         manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
         items.append(
-            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, 'verdict': {c}.verdict, "
+            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, "
+            f"'verdict': CASE substr(r.verdicts, {i + 1}, 1) {verdict} END, "
             f"'text': {lit(crit.text)}, "
-            f"'reason': CASE WHEN {default} THEN {lit(reasons[i])} ELSE {c}.reason END, "
-            f"'evidence': CASE WHEN {default} THEN {EMPTY_EV} ELSE {c}.evidence END, "
+            f"'reason': CASE WHEN r.d{i} IS NULL THEN {lit(reasons[i])} ELSE r.d{i}.reason END, "
+            f"'evidence': CASE WHEN r.d{i} IS NULL THEN {EMPTY_EV} ELSE r.d{i}.evidence END, "
             f"'manual': {manual}}}"
         )
+    details = "".join(
+        f", list_filter(details, lambda d: d.i = {i})[1] AS d{i}" for i in range(len(items))
+    )
     return (
         f"SELECT r.patient_id, r.trial_id, r.status, [{', '.join(items)}] AS criteria "
-        f"FROM {compact} r WHERE r.trial_id = {lit(proto.id)}"
+        f"FROM (SELECT *{details} FROM {compact} WHERE trial_id = {lit(proto.id)}) r"
     )
 
 
@@ -231,7 +252,7 @@ def _accumulate(backend: Backend, trials: list[_Trial], first: bool) -> list[str
         return name
 
     keep("__all_pop", "SELECT * FROM pop")
-    records = " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes, True) for t in trials)
+    records = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
     if records:
         with backend.insertion_order():
             keep("__all_results", f"SELECT * FROM ({records}) ORDER BY patient_id, trial_id")
@@ -289,18 +310,20 @@ def screen_store(
     empty = (
         "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria WHERE FALSE"
     )
+    empty_compact = (
+        "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS verdicts, "
+        "NULL AS details WHERE FALSE"
+    )
     if len(parts) > 1:
         backend.create("pop", "SELECT * FROM __all_pop")
-        compact = "SELECT * FROM __all_results" if trials else empty
+        compact = "SELECT * FROM __all_results" if trials else ""
         full = " UNION ALL ".join(
             _full_from_compact_sql(t.proto, defaults[t.proto.id], "__all_results") for t in trials
         )
     else:
-        compact, full = (
-            " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes, c) for t in trials)
-            for c in (True, False)
-        )
-    backend.view("__results_compact", compact or empty)
+        compact = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
+        full = " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes) for t in trials)
+    backend.view("__results_compact", compact or empty_compact)
     backend.view("__results", full or empty)
     run = ScreenRun(
         as_of=as_of,

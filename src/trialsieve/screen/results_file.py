@@ -5,13 +5,18 @@ patient; its records already carry each criterion's verdict, reason and evidence
 record, value, unit, time). Explaining a patient on the worklist is then a lookup, not a
 re-evaluation. The file is sorted by patient and trial in row groups of :data:`ROW_GROUP` rows,
 so a lookup reads one or two small row groups, found by the patient-id range in the footer
-(milliseconds whatever the population). The protocol's constants (criterion kind, text, manual
-instruction) are stored once, in the file's key-value metadata under :data:`CRITERIA_KEY`, with
-each criterion's default reason: a criterion decided by its default ("no record of dialysis
-(ever)", most patients for most criteria) is stored as ``default: true`` without reason and
-evidence. Lookups put both back: the records are those of results.jsonl. To re-evaluate a
-patient on fresh data, screen them alone (``trialsieve screen --patient ID``): the same rules,
-about a second.
+(milliseconds whatever the population).
+
+Layout, one row per (patient, trial): ``patient_id``, ``trial_id``, ``status``, ``verdicts`` (one
+letter per criterion in protocol order, :data:`~trialsieve.screen.sql.VERDICT_LETTERS`: ``m``
+met, ``n`` not met, ``u`` unknown, ``c`` manual check) and ``details``, a list of
+``{i, reason, evidence}`` for the criteria (0-based position ``i``) that the patient's data
+decided. A criterion decided by its rule's default ("no record of dialysis (ever)", ~90 % of
+them) has no item: its reason is stored once, with the protocol's constants (criterion id, kind,
+text, manual instruction), in the file's key-value metadata under :data:`CRITERIA_KEY`.
+Lookups put both back: the records are those of results.jsonl. To re-evaluate a patient on
+fresh data, screen them alone (``trialsieve screen --patient ID``): the same rules, about a
+second.
 """
 
 from __future__ import annotations
@@ -26,11 +31,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from trialsieve.screen.sql import VERDICT_LETTERS, VERDICT_NAMES
+
 #: Parquet key-value metadata: trial -> its criteria (id, kind, text, manual), in order
 CRITERIA_KEY = "trialsieve.criteria"
 
+#: verdict letter -> the verdict as records spell it
+_VERDICTS = {VERDICT_LETTERS[code]: name for code, name in VERDICT_NAMES.items()}
+
 #: rows per row group: a lookup decodes about this many records
-ROW_GROUP = 256
+ROW_GROUP = 1024
 
 
 def criteria_metadata(
@@ -92,15 +102,19 @@ class ResultsLookup:
         self.path = Path(results)
         if not self.path.is_file():
             raise FileNotFoundError(f"{self.path}: no such results file")
-        self.criteria: dict[str, dict[str, dict[str, Any]]] = {}
+        #: trial -> its criteria in order (:func:`criteria_metadata`)
+        self.criteria: dict[str, list[dict[str, Any]]] = {}
         self.file: pq.ParquetFile | None = None
         if self.path.suffix != ".parquet":
             return
         self.file = pq.ParquetFile(self.path)
         meta = self.file.schema_arrow.metadata or {}
-        if CRITERIA_KEY.encode() in meta:
-            trials = json.loads(meta[CRITERIA_KEY.encode()])
-            self.criteria = {t: {c["id"]: c for c in cs} for t, cs in trials.items()}
+        if CRITERIA_KEY.encode() not in meta:
+            raise ValueError(
+                f"{self.path}: no {CRITERIA_KEY} metadata (not a results file written by "
+                "trialsieve screen --out results.parquet)"
+            )
+        self.criteria = json.loads(meta[CRITERIA_KEY.encode()])
         md = self.file.metadata
         col = self.file.schema_arrow.get_field_index("patient_id")
         self.bounds = []
@@ -121,7 +135,8 @@ class ResultsLookup:
                     t = self.file.read_row_group(i)
                     rows += t.filter(pc.equal(t["patient_id"], patient_id)).to_pylist()
                 i += 1
-        rows = [self._full(r) for r in rows if not trials or r["trial_id"] in trials]
+            rows = [self._full(r) for r in rows]
+        rows = [r for r in rows if not trials or r["trial_id"] in trials]
         return sorted(rows, key=lambda r: r["trial_id"])
 
     def _scan_jsonl(self, patient_id: str) -> list[dict[str, Any]]:
@@ -137,22 +152,27 @@ class ResultsLookup:
         return out
 
     def _full(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """A compact record with its criterion kinds, texts and manual instructions put back
-        from the file metadata: the results.jsonl record."""
+        """A compact record with its criteria put back from the file metadata (ids, kinds,
+        texts, manual instructions, default reasons) and its verdict letters and details: the
+        results.jsonl record."""
         protocol = self.criteria.get(rec["trial_id"])
         if protocol is None:
-            return rec
+            raise ValueError(
+                f"{self.path}: no criteria of trial {rec['trial_id']} in the file metadata"
+            )
+        details = {d["i"]: d for d in rec.pop("details") or []}
+        letters = rec.pop("verdicts")
         rec["criteria"] = [
             {
                 "id": c["id"],
-                "kind": protocol[c["id"]]["kind"],
-                "verdict": c["verdict"],
-                "text": protocol[c["id"]]["text"],
-                "reason": protocol[c["id"]]["default_reason"] if c.get("default") else c["reason"],
-                "evidence": [] if c.get("default") else c["evidence"],
-                "manual": protocol[c["id"]]["manual"],
+                "kind": c["kind"],
+                "verdict": _VERDICTS[letters[i]],
+                "text": c["text"],
+                "reason": details[i]["reason"] if i in details else c["default_reason"],
+                "evidence": details[i]["evidence"] if i in details else [],
+                "manual": c["manual"],
             }
-            for c in rec["criteria"]
+            for i, c in enumerate(protocol)
         ]
         return rec
 

@@ -29,6 +29,12 @@ EMPTY_EV: Final[str] = f"CAST([] AS {EV_TYPE})"
 
 #: verdict codes used inside SQL (Kleene OR = GREATEST; AND is spelled out in compile._combine)
 MET, UNKNOWN, MANUAL, NOT_MET = 3, 2, 1, 0
+#: the verdicts as records spell them, by code
+VERDICT_NAMES: Final[dict[int, str]] = {
+    MET: "met", NOT_MET: "not_met", UNKNOWN: "unknown", MANUAL: "manual"
+}  # fmt: skip
+#: one letter per verdict code (the code is its index): the verdicts of results.parquet
+VERDICT_LETTERS: Final[str] = "ncum"
 
 OPS: Final[dict[str, str]] = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "=": "="}
 
