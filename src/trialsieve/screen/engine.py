@@ -227,9 +227,24 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
     trials = []
     kidney = KidneyTables(backend, as_of)
     memo: dict[str, str] = {}
-    for t_idx, proto in enumerate(protocols):
-        settings = getattr(proto, "settings", None)
-        comp = Compiler(backend, as_of, proto.concept_sets, settings, kidney, memo)
+    history: dict[str, tuple[str, int]] = {}
+    comps = [
+        Compiler(
+            backend, as_of, p.concept_sets, getattr(p, "settings", None), kidney, memo, history
+        )
+        for p in protocols
+    ]
+    # the coded-history rules of every trial, evaluated in one pass over the events
+    requests = [
+        req
+        for comp, p in zip(comps, protocols, strict=True)
+        for req in comp.history_requests(
+            r for c in p.criteria for r in [c.rule, *(c.evidence or [])] if r is not None
+        )
+    ]
+    if comps:
+        comps[0].evaluate_history(requests)
+    for t_idx, (proto, comp) in enumerate(zip(protocols, comps, strict=True)):
         nodes = [_criterion_node(comp, crit) for crit in proto.criteria]
         name = f"__verdicts_{t_idx}"
         backend.create(name, _verdicts_sql(proto, nodes))
