@@ -64,9 +64,10 @@ class ScreenRun:
 
     def results_sql(self, compact: bool = False) -> str:
         """The query giving one row per (patient, trial) in results.jsonl layout, by trial and
-        patient; ``compact`` leaves out the protocol's constants (criterion kind, text, manual
-        instruction) and default verdicts' reasons (:attr:`defaults`), and orders by patient
-        and trial, for lookups (results.parquet)."""
+        patient; ``compact``: in the layout of results.parquet (:func:`_compact_sql`: verdict
+        letters and the details of the criteria the data decided, without the protocol's
+        constants and the default reasons, :attr:`defaults`), by patient and trial, for
+        lookups."""
         if compact:
             order = "" if self.presorted else " ORDER BY patient_id, trial_id"
             return f"SELECT * FROM __results_compact{order}"
