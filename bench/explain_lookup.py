@@ -1,13 +1,12 @@
 """Explanation lookups in a population-sized results.parquet (issue 5, benchmark 4).
 
-Screening a 1M-patient store does not fit this 2-core machine's time budget, so this script
-builds the results file such a run writes from a real, smaller run: the records of
-``--from`` (a results.parquet of ``bench/screen.py``) repeated with fresh patient ids until
-``--patients`` patients (x 4 trials) are present, written by the same writer
-(``screen.results_file.write_parquet``: sorted by patient, row groups of ``ROW_GROUP``). It then times,
-in one process, opening the file and ``--lookups`` single-patient lookups (p50/p95; target
-p95 <= 50 ms), and, as the baseline in the same run, the same lookups done by a DuckDB query
-over the file.
+Builds a results file of any size without screening that many patients (``bench/screen.py``
+times lookups in a real 1M run's file): the records of ``--from`` (a results.parquet of
+``bench/screen.py``) repeated with fresh patient ids until ``--patients`` patients (x 4 trials)
+are present, written by the same writer (``screen.results_file.write_parquet``: sorted by
+patient, row groups of ``ROW_GROUP``). It then times, in one process, opening the file and
+``--lookups`` single-patient lookups (p50/p95; target p95 <= 50 ms), and, as the baseline in
+the same run, the same lookups done by a DuckDB query over the file.
 
     .venv/bin/python bench/explain_lookup.py --from .bench/screen/results-100000.parquet \\
         --patients 1000000 [--lookups 1000]
