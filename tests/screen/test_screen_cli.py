@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
@@ -275,6 +276,16 @@ def test_parquet_results_and_explain_lookup(
     assert shown["reason"] in res.output and shown["evidence"][0]["source"] in res.output
     res = CliRunner().invoke(explain, ["--results", str(out), "--patient", "no-such-patient"])
     assert res.exit_code != 0 and "no-such-patient: not in" in res.output
+    # a Parquet file of another layout (an older trialsieve's results) is a clear error
+    old = tmp_path / "old.parquet"
+    table = pq.read_table(out)
+    pq.write_table(table.replace_schema_metadata(None), old)
+    res = CliRunner().invoke(explain, ["--results", str(old), "--patient", pid])
+    assert res.exit_code == 1 and "no trialsieve.criteria metadata" in res.output
+    meta = table.schema.metadata
+    pq.write_table(table.drop_columns(["details"]).replace_schema_metadata(meta), old)
+    res = CliRunner().invoke(explain, ["--results", str(old), "--patient", pid])
+    assert res.exit_code == 1 and "no column(s) details" in res.output
 
 
 # ---- (d) usage errors ----------------------------------------------------------------------

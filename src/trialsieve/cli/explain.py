@@ -24,7 +24,10 @@ from trialsieve.screen.results_file import ResultsLookup, format_record
 def command(results: Path, patient: str, trials: tuple[str, ...], as_json: bool) -> None:
     """Explain one patient's screening verdicts: per trial the status and, per criterion, the
     verdict, reason and evidence (source record, value, unit, time)."""
-    records = ResultsLookup(results).patient(patient, list(trials) or None)
+    try:
+        records = ResultsLookup(results).patient(patient, list(trials) or None)
+    except ValueError as e:  # not a results file this version can read
+        raise click.ClickException(str(e)) from e
     if not records:
         raise click.ClickException(f"{patient}: not in {results}")
     for rec in records:

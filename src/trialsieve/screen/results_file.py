@@ -114,6 +114,14 @@ class ResultsLookup:
                 f"{self.path}: no {CRITERIA_KEY} metadata (not a results file written by "
                 "trialsieve screen --out results.parquet)"
             )
+        missing = {"patient_id", "trial_id", "status", "verdicts", "details"} - set(
+            self.file.schema_arrow.names
+        )
+        if missing:
+            raise ValueError(
+                f"{self.path}: no column(s) {', '.join(sorted(missing))} (a results file of an "
+                "older trialsieve, with one criteria list per record: screen again)"
+            )
         self.criteria = json.loads(meta[CRITERIA_KEY.encode()])
         md = self.file.metadata
         col = self.file.schema_arrow.get_field_index("patient_id")
