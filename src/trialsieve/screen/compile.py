@@ -571,14 +571,15 @@ class Compiler:
             if unit != cunit:
                 rule_text += f" = {threshold:.4g} {cunit}"
             note = "NULL"
-        cmp = comparator_sql("e.value_text")
-        note = reported_as_sql(note, cmp, "e.value_text")
+        # the comparator of a bound read once per result, then compared and shown
+        note = reported_as_sql(note, "e.cmp", "e.value_text")
         rows = (
             f"SELECT patient_id, t, val, cmp, lim, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
             f"ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
-            f"e.event_id AS ord, {cmp} AS cmp, {limit} AS lim, {event_evidence('e', note)} AS ev1 "
-            f"FROM events e WHERE e.analyte = {lit(analyte)} AND e.value IS NOT NULL "
-            f"AND {w.contains('e.start_time', self.as_of)}) b"
+            f"e.event_id AS ord, e.cmp, {limit} AS lim, {event_evidence('e', note)} AS ev1 "
+            f"FROM (SELECT *, {comparator_sql('e.value_text')} AS cmp FROM events e "
+            f"WHERE e.analyte = {lit(analyte)} AND e.value IS NOT NULL "
+            f"AND {w.contains('e.start_time', self.as_of)}) e) b"
         )
         return self._numeric(
             rows,
