@@ -9,7 +9,7 @@ from pathlib import Path
 from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend
-from trialsieve.screen.compile import _HISTORY_AGG, _HISTORY_ROW, Compiler
+from trialsieve.screen.compile import _HISTORY_AGG, _HISTORY_ROW, Compiler, criterion_rules
 
 
 def test_one_pass_equals_each_rule_alone(tmp_path: Path) -> None:
@@ -23,8 +23,7 @@ def test_one_pass_equals_each_rule_alone(tmp_path: Path) -> None:
     requests = []
     for proto in load_bundled():
         comp = Compiler(backend, DEMO_AS_OF, proto.concept_sets, None, None, memo, history)
-        rules = [r for c in proto.criteria for r in [c.rule, *(c.evidence or [])] if r]
-        requests += comp.history_requests(rules)
+        requests += comp.history_requests(r for c in proto.criteria for r in criterion_rules(c))
     assert len({r.key for r in requests}) >= 40  # the bundled protocols' has/count rules
     comp.evaluate_history(requests)
     tables = {table for table, _ in history.values()}

@@ -113,6 +113,12 @@ def rule_nodes(rule: Any) -> Iterator[tuple[str, Any]]:
         yield from rule_nodes(body)
 
 
+def criterion_rules(crit: Any) -> list[Any]:
+    """The rule trees of a protocol criterion: its rule and the rules attached to a manual
+    check as evidence."""
+    return [r for r in [crit.rule, *(crit.evidence or [])] if r is not None]
+
+
 class RuleError(ValueError):
     """A rule the compiler cannot translate (unknown node, bad field)."""
 

@@ -32,7 +32,13 @@ import pyarrow as pa
 
 from trialsieve.screen import results_file
 from trialsieve.screen.backend import Backend, DuckDBBackend, ids_sql, range_sql
-from trialsieve.screen.compile import Compiler, Verdicts, any_patient, left_joins
+from trialsieve.screen.compile import (
+    Compiler,
+    Verdicts,
+    any_patient,
+    criterion_rules,
+    left_joins,
+)
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
 from trialsieve.screen.sql import (
@@ -239,9 +245,7 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
     requests = [
         req
         for comp, p in zip(comps, protocols, strict=True)
-        for req in comp.history_requests(
-            r for c in p.criteria for r in [c.rule, *(c.evidence or [])] if r is not None
-        )
+        for req in comp.history_requests(r for c in p.criteria for r in criterion_rules(c))
     ]
     if comps:
         comps[0].evaluate_history(requests)

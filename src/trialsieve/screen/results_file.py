@@ -143,8 +143,9 @@ class ResultsLookup:
                     t = self.file.read_row_group(i)
                     rows += t.filter(pc.equal(t["patient_id"], patient_id)).to_pylist()
                 i += 1
-            rows = [self._full(r) for r in rows]
         rows = [r for r in rows if not trials or r["trial_id"] in trials]
+        if self.file is not None:  # compact records: the criteria put back
+            rows = [self._full(r) for r in rows]
         return sorted(rows, key=lambda r: r["trial_id"])
 
     def _scan_jsonl(self, patient_id: str) -> list[dict[str, Any]]:
