@@ -289,17 +289,23 @@ def _resource(rows: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"no FHIR mapping for {rtype}")
 
 
+#: events turned into Python dicts at a time by the FHIR writer
+_FHIR_BATCH = 20_000
+
+
 def _grouped(events: pa.Table) -> Iterator[list[dict[str, Any]]]:
-    """Rows of one source together (a BP panel is two rows of one Observation)."""
+    """Rows of one source together (a BP panel is two rows of one Observation). Rows become
+    Python dicts a batch at a time (a chunk's rows as dicts at once took ~1 GB more)."""
     idx = pa.compute.sort_indices(events, [("source", "ascending"), ("code", "descending")])
-    rows = events.take(idx).to_pylist()
-    i = 0
-    while i < len(rows):
-        j = i + 1
-        while j < len(rows) and rows[j]["source"] == rows[i]["source"]:
-            j += 1
-        yield sorted(rows[i:j], key=lambda r: r["analyte"] != "sbp")
-        i = j
+    group: list[dict[str, Any]] = []
+    for batch in events.take(idx).to_batches(max_chunksize=_FHIR_BATCH):
+        for row in batch.to_pylist():
+            if group and row["source"] != group[0]["source"]:
+                yield sorted(group, key=lambda r: r["analyte"] != "sbp")
+                group = []
+            group.append(row)
+    if group:
+        yield sorted(group, key=lambda r: r["analyte"] != "sbp")
 
 
 def write_fhir(cfg: SynthConfig, out: Path) -> dict[str, int]:
