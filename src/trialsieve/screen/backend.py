@@ -9,8 +9,11 @@ a SparkSession reading the same Parquet store, with the session time zone pinned
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +41,8 @@ class Backend(Protocol):
         """Expose as relation ``events`` the store's events of the patients in ``part``."""
 
     def create(self, name: str, select_sql: str) -> None:
-        """Materialise ``select_sql`` (DuckDB dialect) as temporary relation ``name``."""
+        """Materialise ``select_sql`` (DuckDB dialect) as intermediate relation ``name`` (it may
+        be built in the background: every other method sees it complete)."""
 
     def view(self, name: str, select_sql: str) -> None:
         """Define ``select_sql`` as relation ``name``, evaluated each time it is read."""
@@ -50,8 +54,8 @@ class Backend(Protocol):
         """Forget the relation ``name`` (and free what it holds)."""
 
     def tables(self) -> set[str]:
-        """The temporary relations that exist now: every one :meth:`create` made and did not
-        drop is among them (the engine drops what a part added)."""
+        """The intermediate relations that exist now: every one :meth:`create` made and did
+        not drop is among them (the engine drops what a part added)."""
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query and return its rows."""
@@ -79,6 +83,14 @@ RULE_COLUMNS = (
 #: events loaded into DuckDB at once: larger stores are screened in parts of about this many
 #: events, by patient-id range (see DuckDBBackend.open_store)
 MATERIALIZE_MAX_EVENTS = int(os.environ.get("TRIALSIEVE_MATERIALIZE_MAX_EVENTS", 12_000_000))
+
+#: statements DuckDB runs at once (independent rule tables; each also uses DuckDB's threads):
+#: parts of many statements run on one thread (small tables, planning, the last phase of a
+#: window or sort), and a second statement fills the idle core. 1 = one after another.
+STATEMENTS = max(1, int(os.environ.get("TRIALSIEVE_DUCKDB_STATEMENTS", 2)))
+
+#: what may name a table in SQL text (a superset of the names: literals count too)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: patient ids ``lo <= id < hi`` screened together (``None``: unbounded)
 PatientRange = tuple[str | None, str | None]
@@ -111,7 +123,15 @@ def split_ids(sorted_ids: list[str], parts: int) -> list[PatientRange]:
 
 
 class DuckDBBackend:
-    """The embedded default."""
+    """The embedded default.
+
+    :meth:`create` runs up to :data:`STATEMENTS` statements at once, each on its own cursor of
+    the database (the tables are the database's, not one connection's temporary tables). A
+    statement starts once the pending tables its SQL names are built; every other method first
+    waits for all pending statements (and raises the first failure), so reads, views, appends
+    and drops see a finished set of tables. Each statement's result does not depend on what
+    runs beside it: the output is the same as one statement at a time.
+    """
 
     name = "duckdb"
 
@@ -127,6 +147,10 @@ class DuckDBBackend:
             con.execute(f"SET temp_directory = {lit(spill)}")
             con.execute("SET preserve_insertion_order = false")
         self.con = con
+        self._pool: ThreadPoolExecutor | None = None
+        #: table name -> its statement, submitted and not yet waited for
+        self._pending: dict[str, Future[None]] = {}
+        self._cursors = threading.local()
 
     def open_store(
         self, store_dir: Path, patient_ids: list[str] | None = None
@@ -135,6 +159,7 @@ class DuckDBBackend:
         part; a larger one is split into patient-id ranges of about equally many patients, one
         part per that many events, so that each part's events fit in memory (within each kind
         and analyte the store is sorted by patient: a part reads only its row groups)."""
+        self.wait()
         open_store(store_dir, self.con, events="__store_events")
         self._clustered = in_screening_order(store_dir)
         self._only = ids_sql(patient_ids)
@@ -156,33 +181,73 @@ class DuckDBBackend:
         sort = "" if self._clustered else " ORDER BY kind, analyte"
         with self.insertion_order():
             self.con.execute(
-                f"CREATE OR REPLACE TEMP TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
+                f"CREATE OR REPLACE TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
                 f"FROM __store_events WHERE {self._only} AND {range_sql(part)}{sort}"
             )
         self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
 
     def create(self, name: str, select_sql: str) -> None:
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {select_sql}")
+        sql = f"CREATE OR REPLACE TABLE {name} AS {select_sql}"
+        if STATEMENTS == 1:
+            self.con.execute(sql)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(STATEMENTS, thread_name_prefix="trialsieve-duckdb")
+        # the pending tables it reads, and an earlier statement making the same table; the
+        # pool starts statements in submission order, so these have all started already (a
+        # statement never waits on one queued behind it)
+        after = [self._pending[w] for w in set(_WORD.findall(select_sql)) | {name}
+                 if w in self._pending]  # fmt: skip
+        self._pending[name] = self._pool.submit(self._run_after, after, sql)
+
+    def _run_after(self, after: list[Future[None]], sql: str) -> None:
+        for f in after:
+            f.result()  # a failed input fails this statement with the same error
+        cur = getattr(self._cursors, "cur", None)
+        if cur is None:
+            cur = self._cursors.cur = self.con.cursor()
+        cur.execute(sql)
+
+    def wait(self) -> None:
+        """Wait for every pending :meth:`create`; raise the first failure, in submission
+        order."""
+        pending, self._pending = self._pending, {}
+        for f in pending.values():
+            f.exception()  # wait for all, then raise the first error
+        for f in pending.values():
+            f.result()
 
     def view(self, name: str, select_sql: str) -> None:
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {select_sql}")
+        self.wait()
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {select_sql}")
 
     def append(self, name: str, select_sql: str) -> None:
+        self.wait()
         self.con.execute(f"INSERT INTO {name} {select_sql}")
 
     def drop(self, name: str) -> None:
+        self.wait()
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
     def tables(self) -> set[str]:
-        return {r[0] for r in self.rows("SELECT table_name FROM duckdb_tables() WHERE temporary")}
+        return {
+            r[0]
+            for r in self.rows(
+                "SELECT table_name FROM duckdb_tables() "
+                "WHERE database_name = current_database() AND schema_name = 'main'"
+            )
+        }
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        self.wait()
         return self.con.execute(sql).fetchall()
 
     def reader(self, sql: str, batch_rows: int) -> pa.RecordBatchReader:
+        self.wait()
         return self.con.sql(sql).to_arrow_reader(batch_rows)
 
     def arrow(self, sql: str) -> pa.Table:
+        self.wait()
         return self.con.sql(sql).to_arrow_table()
 
     def write_jsonl(self, sql: str, out: Path) -> int:
@@ -192,11 +257,15 @@ class DuckDBBackend:
 
     @contextmanager
     def insertion_order(self) -> Iterator[None]:
-        """Order kept inside (the session default is off, for speed)."""
+        """Order kept inside (the session default is off, for speed). The setting is the
+        database's: no statement runs beside one started inside (they are waited for on entry
+        and on exit)."""
+        self.wait()
         keep = self.con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
         self.con.execute("SET preserve_insertion_order = true")
         try:
             yield
+            self.wait()
         finally:
             self.con.execute(f"SET preserve_insertion_order = {str(keep[0][0]).lower()}")
 

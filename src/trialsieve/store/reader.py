@@ -48,7 +48,7 @@ def open_store(path: Path, con: duckdb.DuckDBPyConnection, events: str = "events
             f"CREATE OR REPLACE VIEW patients AS SELECT * FROM read_parquet({quote(str(patients))})"
         )
     else:
-        con.register("__empty_patients", PATIENTS_SCHEMA.empty_table())
+        _empty_table(con, "__empty_patients", PATIENTS_SCHEMA.empty_table())
         con.execute("CREATE OR REPLACE VIEW patients AS SELECT * FROM __empty_patients")
     if files:
         names = ", ".join(quote(str(f)) for f in files)
@@ -57,6 +57,15 @@ def open_store(path: Path, con: duckdb.DuckDBPyConnection, events: str = "events
             f"read_parquet([{names}], union_by_name=true)"
         )
     else:
-        empty: pa.Table = EVENTS_SCHEMA.empty_table()
-        con.register("__empty_events", empty)
+        _empty_table(con, "__empty_events", EVENTS_SCHEMA.empty_table())
         con.execute(f"CREATE OR REPLACE VIEW {events} AS SELECT * FROM __empty_events")
+
+
+def _empty_table(con: duckdb.DuckDBPyConnection, name: str, empty: pa.Table) -> None:
+    """An empty table ``name`` of ``empty``'s schema in the database, not a registered Arrow
+    object: other cursors of the database (``screen.backend``'s concurrent statements) see it."""
+    con.register("__empty_arrow", empty)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM __empty_arrow")
+    finally:
+        con.unregister("__empty_arrow")
