@@ -301,11 +301,16 @@ def _grouped(events: pa.Table) -> Iterator[list[dict[str, Any]]]:
     for batch in events.take(idx).to_batches(max_chunksize=_FHIR_BATCH):
         for row in batch.to_pylist():
             if group and row["source"] != group[0]["source"]:
-                yield sorted(group, key=lambda r: r["analyte"] != "sbp")
+                yield _sbp_first(group)
                 group = []
             group.append(row)
     if group:
-        yield sorted(group, key=lambda r: r["analyte"] != "sbp")
+        yield _sbp_first(group)
+
+
+def _sbp_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A BP panel's components in the order the FHIR export writes them: systolic first."""
+    return sorted(rows, key=lambda r: r["analyte"] != "sbp")
 
 
 def write_fhir(cfg: SynthConfig, out: Path) -> dict[str, int]:
