@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 import duckdb
 import pyarrow as pa
 import pytest
+from aki_samples import assert_sample_times
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,9 +162,10 @@ def test_without_bounds_the_rows_are_those_of_the_plain_query(rows: list[Row]) -
 @settings(max_examples=30, deadline=None)
 @given(st.lists(_ROW, min_size=1, max_size=10).map(_series))
 def test_shared_windows_give_the_same_rows(rows: list[Row]) -> None:
-    """As the screening runs it: windows once (bounds=True), staged per baseline, unsorted."""
+    """As the screening runs it: windows once (bounds=True, without the times of the minima),
+    staged per baseline, unsorted."""
     con = _con(rows)
-    con.execute(f"CREATE TABLE win AS {creatinine_windows_sql('creat', bounds=True)}")
+    con.execute(f"CREATE TABLE win AS {creatinine_windows_sql('creat', bounds=True, times=False)}")
     cols = ", ".join(STAGE_COLUMNS)
     for baseline in BASELINES:
         full = creatinine_stages_sql("creat", patients="pat", baseline=baseline, bounds=True)
@@ -173,3 +175,16 @@ def test_shared_windows_give_the_same_rows(rows: list[Row]) -> None:
             ordered=False, windows="win", bounds=True,
         )  # fmt: skip
         assert sorted(con.execute(once).fetchall(), key=lambda r: r[0]) == want
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_window_sample_times_with_bounds(seed: int) -> None:
+    """The screening's reference samples (``window_sample_time_sql``) are those of the ARG_MIN
+    columns with bounds too: a result reported as ">b" is never a minimum's sample."""
+    rng = random.Random(seed)
+    rows = _series([
+        (rng.choice(["p0", "p1"]), rng.choice([0, 1, H, 24 * H, 48 * H, 3 * D, 7 * D, 30 * D]),
+         rng.choice([40.0, 60.0, 90.0, 120.0, 180.0]), rng.choice([None, None, "<", ">", ">="]))
+        for _ in range(60)
+    ])  # fmt: skip
+    assert_sample_times(_con(rows), bounds=True)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import duckdb
 import pyarrow as pa
 import pytest
+from aki_samples import assert_sample_times
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,8 +61,9 @@ def _con(rows: list[tuple[str, int, float]]) -> duckdb.DuckDBPyConnection:
 def assert_same(rows: list[tuple[str, int, float]], columns: tuple[str, ...]) -> None:
     con = _con(rows)
     shared = "rid" in columns and not {"nhs_rv2", "nhs_ratio"} & set(columns)
-    if shared:
-        con.execute(f"CREATE TABLE win AS {creatinine_windows_sql('creat')}")
+    if shared:  # the times of the window minima only when a column shows them (as screening)
+        times = bool({"min48_time", "baseline_time"} & set(columns))
+        con.execute(f"CREATE TABLE win AS {creatinine_windows_sql('creat', times=times)}")
     for baseline in BASELINES:
         for rrt, pat in ((None, None), ("rrt", "pat")):
             full = creatinine_stages_sql("creat", patients=pat, rrt=rrt, baseline=baseline)
@@ -117,6 +119,11 @@ def test_subset_equals_full_query(seed: int, columns: tuple[str, ...]) -> None:
 def test_subset_equals_full_query_generated(rows: list[tuple[str, int, float]]) -> None:
     assert_same(rows, CLI_COLUMNS)
     assert_same(rows, STAGE_COLUMNS)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_window_sample_times_equal_the_arg_min_columns(seed: int) -> None:
+    assert_sample_times(_con(series(random.Random(seed), 30)))
 
 
 def test_unknown_or_empty_columns_rejected() -> None:

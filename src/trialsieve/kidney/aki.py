@@ -260,12 +260,55 @@ def _window_ctes(
     return ctes + _median_ctes(w_cols, w8_365, lowest_cols)
 
 
-def creatinine_windows_sql(creat: str, *, bounds: bool = False) -> str:
+def creatinine_windows_sql(creat: str, *, bounds: bool = False, times: bool = True) -> str:
     """SELECT of the window columns of every result of ``creat`` that
     :func:`creatinine_stages_sql` reads as ``windows`` for either baseline strategy with
-    ``columns`` that leave out ``nhs_rv2`` and ``nhs_ratio``: computed once, staged twice."""
-    ctes = _window_ctes(creat, lowest=True, times=True, all_medians=False, bounds=bounds)
+    ``columns`` that leave out ``nhs_rv2`` and ``nhs_ratio``: computed once, staged twice.
+    ``times=False`` leaves out the times of the window minima (the ARG_MINs, ~40 % of the
+    query): the stages read from them must then leave out ``min48_time`` and
+    ``baseline_time`` (:func:`window_sample_time_sql` finds those times for the rows that need
+    them)."""
+    ctes = _window_ctes(creat, lowest=True, times=times, all_medians=False, bounds=bounds)
     return "WITH " + ",\n".join(ctes) + "\nSELECT * FROM w"
+
+
+#: the frame (seconds before the result) of the window whose minimum is each single-sample
+#: baseline (``baseline_source``); the frames end 1 s before the result (:func:`_window`)
+BASELINE_SAMPLE_FRAME_S: Final[dict[str, int]] = {
+    "min-7d": W7D_S, "lowest-3m": W3M_S, "lowest-1y": W365D_S,
+}  # fmt: skip
+
+
+def baseline_sample_frame_sql(source: str) -> str:
+    """SQL: the length (s) of the window whose minimum is the baseline, by the
+    ``baseline_source`` column ``source`` (NULL when the baseline is not one sample: a median
+    or a back-calculation), for :func:`window_sample_time_sql`."""
+    whens = " ".join(f"WHEN '{k}' THEN {v}" for k, v in BASELINE_SAMPLE_FRAME_S.items())
+    return f"CASE {source} {whens} END"
+
+
+def window_sample_time_sql(
+    rows: str, creat: str, value: str, frame_s: str, *, bounds: bool = False
+) -> str:
+    """SELECT ``rid``, ``sample_t``: the time of the sample behind a window minimum for the
+    rows that need it, found by a join instead of an ARG_MIN window over every result (what
+    the ``min48_time`` and ``baseline_time`` columns give).
+
+    ``rows``: staged results (alias ``s``: ``rid``, ``patient_id``, ``t``); ``value``: SQL of
+    the minimum (``s.min48_umol_l``, ``s.baseline_umol_l``; NULL = none, no row); ``frame_s``:
+    SQL of the window's length in seconds (:data:`W48H_S`, or
+    :func:`baseline_sample_frame_sql`; NULL = not one sample, no row). The sample is the
+    earliest result of ``creat`` (alias ``r``) with that value in [t − frame, t − 1 s] in epoch
+    seconds, as ``ARG_MIN(t, {value, ts})`` over the window picks it; with ``bounds`` a result
+    reported as ``>b`` is never one (its window value is :data:`ABOVE_UMOL_L`)."""
+    ts = "CAST(FLOOR(EPOCH({}.t)) AS BIGINT)"
+    above = " AND (r.cmp IS NULL OR r.cmp NOT IN ('>', '>='))" if bounds else ""
+    return (
+        f"SELECT s.rid, MIN(r.t) AS sample_t FROM {rows} s JOIN {creat} r "
+        f"ON r.patient_id = s.patient_id AND r.scr = {value} "
+        f"AND {ts.format('r')} BETWEEN {ts.format('s')} - {frame_s} AND {ts.format('s')} - 1"
+        f"{above} GROUP BY s.rid"
+    )
 
 
 def creatinine_stages_sql(
@@ -320,7 +363,7 @@ def creatinine_stages_sql(
             "precomputed windows hold no day 8-365 median at every row: "
             "leave nhs_rv2 and nhs_ratio out of columns"
         )
-    times = windows is not None or bool(want & {"min48_time", "baseline_time"})
+    times = bool(want & {"min48_time", "baseline_time"})
     eps = repr(EPS_UMOL_L)
     if windows is None:
         lowest = baseline == "lowest-3m-1y-mdrd75"

@@ -38,12 +38,19 @@ if TYPE_CHECKING:
 MIN_48H = "min-48h"
 
 #: the staging columns the aki rule node reads (without the NHS RV2 median at every row, the
-#: costliest window; ``kidney.aki.creatinine_stages_sql`` computes the same values without it)
+#: costliest window; ``kidney.aki.creatinine_stages_sql`` computes the same values without it;
+#: and without the times of the window minima: the reference samples of the rows a rule
+#: shows are found by ``kidney.aki.window_sample_time_sql``)
 STAGE_COLUMNS = (
-    "rid", "patient_id", "t", "scr", "min48_umol_l", "min48_time", "rise48_umol_l",
-    "baseline_umol_l", "baseline_source", "baseline_time", "ratio", "kdigo_stage",
-    "kdigo_reason", "nhs_stage",
+    "rid", "patient_id", "t", "scr", "min48_umol_l", "rise48_umol_l", "baseline_umol_l",
+    "baseline_source", "ratio", "kdigo_stage", "kdigo_reason", "nhs_stage",
 )  # fmt: skip
+
+#: SQL: the length (s) of the window of a row's reference sample (``_creat_rows``), by kind
+_SAMPLE_FRAME_S = {
+    "min48": str(aki.W48H_S),
+    "baseline": aki.baseline_sample_frame_sql("s.baseline_source"),
+}
 
 
 def creatinine_series_sql(join: str, until: str) -> str:
@@ -87,7 +94,9 @@ class KidneyTables:
             raise ValueError(f"unknown baseline strategy {baseline!r} ({', '.join(aki.BASELINES)})")
         creat = self.creat()
         pats = self._make("__aki_patients", "SELECT patient_id, birth_date, sex FROM pop")
-        windows = self._make("__creat_windows", aki.creatinine_windows_sql(creat, bounds=True))
+        windows = self._make(
+            "__creat_windows", aki.creatinine_windows_sql(creat, bounds=True, times=False)
+        )
         sql = aki.creatinine_stages_sql(
             creat,
             patients=pats,
@@ -164,7 +173,7 @@ class KidneyTables:
         if kind == "kdigo_stage":
             lo = int(spec.get("min", 1))
             s = self.stages(baseline)
-            sample = ("s.baseline_time", "s.baseline_umol_l", "'baseline sample'")
+            sample = ("baseline", "s.baseline_umol_l", "'baseline sample'")
             creat = self._creat_rows(s, f"s.kdigo_stage >= {lo}", "s.kdigo_reason", sample)
             uo = self._urine_rows(self.urine_stages(), "stage_time", "x.reason", f"x.stage >= {lo}")
             return f"({creat}) UNION ALL ({uo})"
@@ -178,7 +187,7 @@ class KidneyTables:
                 f"{fmt_num('s.scr')} || ' umol/L (+' || {fmt_num('s.rise48_umol_l')} || "
                 f"') within 48 h (rule: >= {rise:g} umol/L)'"
             )
-            ref = ("s.min48_time", "s.min48_umol_l", "'reference: lowest in the 48 h before'")
+            ref = ("min48", "s.min48_umol_l", "'reference: lowest in the 48 h before'")
             return self._creat_rows(s, f"s.rise48_umol_l >= {lit(rise)}", why, ref)
         if kind == "creatinine_ratio":
             op, value = str(spec.get("op", ">=")), float(spec["value"])
@@ -189,11 +198,11 @@ class KidneyTables:
                 # "<b" or a 48-h minimum of results reported as ">b" only (kidney.aki)
                 ratio = "CASE WHEN s.rise48_umol_l IS NOT NULL THEN s.scr / s.min48_umol_l END"
                 ref, src = "s.min48_umol_l", "'lowest in 48 h'"
-                sample = ("s.min48_time", ref, "'reference: lowest in the 48 h before'")
+                sample = ("min48", ref, "'reference: lowest in the 48 h before'")
             else:
                 s = self.stages(base)
                 ratio, ref, src = "s.ratio", "s.baseline_umol_l", "s.baseline_source"
-                sample = ("s.baseline_time", ref, "'baseline sample (' || s.baseline_source || ')'")
+                sample = ("baseline", ref, "'baseline sample (' || s.baseline_source || ')'")
             why = (
                 f"'creatinine ' || {fmt_num('s.scr')} || ' umol/L = ' || {fmt_num(ratio)} || "
                 f"' x baseline ' || {fmt_num(ref)} || ' umol/L (' || {src} || ') (rule: ratio "
@@ -219,8 +228,9 @@ class KidneyTables:
     def _creat_rows(
         self, stages: str, where: str, why: str, ref: tuple[str, str, str] | None = None
     ) -> str:
-        """Hit rows: the result itself and, when ``ref`` = (time, value, label) columns of the
-        reference sample (48-h minimum or baseline sample), that sample as a second item."""
+        """Hit rows: the result itself and, when ``ref`` = (kind, value, label) of its
+        reference sample (kind ``min48``: the 48-h minimum; ``baseline``: the baseline when it
+        is one sample; value and label: SQL), that sample as a second item."""
         note = (
             f"'baseline ' || COALESCE({fmt_num('s.baseline_umol_l')} || ' umol/L (' || "
             f"s.baseline_source || ')', 'none') || ', KDIGO stage ' || "
@@ -234,13 +244,21 @@ class KidneyTables:
         )
         if ref is None:
             return hit
-        t_col, v_col, label = ref
+        kind, v_col, label = ref
         label = reported_as_sql(label, "r.cmp", "r.value_text")
         ref_ev = evidence_struct("r.source", "r.code", "r.scr", "'umol/L'", "r.t", label)
+        sample = aki.window_sample_time_sql(
+            f"(SELECT * FROM {stages} s WHERE {where})",
+            self.creat(),
+            v_col,
+            _SAMPLE_FRAME_S[kind],
+            bounds=True,
+        )
         return (
             f"({hit}) UNION ALL (SELECT s.patient_id, s.t, {why} AS why, {ref_ev} AS ev1 "
-            f"FROM {stages} s JOIN {self.creat()} r ON r.patient_id = s.patient_id "
-            f"AND r.t = {t_col} AND r.scr = {v_col} WHERE {where})"
+            f"FROM {stages} s JOIN ({sample}) x ON x.rid = s.rid "
+            f"JOIN {self.creat()} r ON r.patient_id = s.patient_id "
+            f"AND r.t = x.sample_t AND r.scr = {v_col} WHERE {where})"
         )
 
     def _urine_rows(self, table: str, time_col: str, why: str, where: str = "TRUE") -> str:
