@@ -346,7 +346,8 @@ def creatinine_stages_sql(
     :mod:`trialsieve.kidney.aki_inputs`) and unique ``rid``. ``ordered=False`` leaves the rows in
     no particular order (no final sort, for a caller that joins them by ``rid``). ``windows``:
     a relation made by :func:`creatinine_windows_sql` over the same ``creat``, read instead of
-    computing the windows again (``columns`` must then leave out ``nhs_rv2`` and ``nhs_ratio``).
+    computing the windows again (``columns`` must then leave out ``nhs_rv2`` and ``nhs_ratio``,
+    and ``min48_time`` and ``baseline_time`` unless the windows were made with their times).
     ``bounds``: ``creat`` also has ``cmp`` VARCHAR, the comparator of a result reported as a
     bound (``<``, ``<=``, ``>``, ``>=``; NULL = exact), read as the module docstring says.
     """
