@@ -15,10 +15,10 @@ from trialsieve.kidney.aki import (
 
 def assert_sample_times(con: duckdb.DuckDBPyConnection, *, bounds: bool = False) -> None:
     """``window_sample_time_sql`` over the staged rows gives the ``min48_time`` and
-    ``baseline_time`` of the full query (its ARG_MIN windows), row for row."""
-    pat = "pat" if "pat" in {r[0] for r in con.execute("SHOW TABLES").fetchall()} else None
+    ``baseline_time`` of the full query (its ARG_MIN windows), row for row; ``con`` holds the
+    tables ``creat`` and ``pat`` (patients, for the back-calculated baseline)."""
     for baseline in BASELINES:
-        full = creatinine_stages_sql("creat", patients=pat, baseline=baseline, bounds=bounds)
+        full = creatinine_stages_sql("creat", patients="pat", baseline=baseline, bounds=bounds)
         con.execute(f"CREATE OR REPLACE TABLE stg AS {full}")
         for value, frame, col in (
             ("s.min48_umol_l", str(W48H_S), "min48_time"),

@@ -13,6 +13,7 @@ import re
 import tempfile
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -212,8 +213,7 @@ class DuckDBBackend:
         """Wait for every pending :meth:`create`; raise the first failure, in submission
         order."""
         pending, self._pending = self._pending, {}
-        for f in pending.values():
-            f.exception()  # wait for all, then raise the first error
+        futures.wait(pending.values())
         for f in pending.values():
             f.result()
 

@@ -247,6 +247,7 @@ class KidneyTables:
         kind, v_col, label = ref
         label = reported_as_sql(label, "r.cmp", "r.value_text")
         ref_ev = evidence_struct("r.source", "r.code", "r.scr", "'umol/L'", "r.t", label)
+        # the hit rows' sample times; joining them keeps exactly the hit rows
         sample = aki.window_sample_time_sql(
             f"(SELECT * FROM {stages} s WHERE {where})",
             self.creat(),
@@ -258,7 +259,7 @@ class KidneyTables:
             f"({hit}) UNION ALL (SELECT s.patient_id, s.t, {why} AS why, {ref_ev} AS ev1 "
             f"FROM {stages} s JOIN ({sample}) x ON x.rid = s.rid "
             f"JOIN {self.creat()} r ON r.patient_id = s.patient_id "
-            f"AND r.t = x.sample_t AND r.scr = {v_col} WHERE {where})"
+            f"AND r.t = x.sample_t AND r.scr = {v_col})"
         )
 
     def _urine_rows(self, table: str, time_col: str, why: str, where: str = "TRUE") -> str:
