@@ -363,3 +363,112 @@ def test_canonical_utc_times_parse_as_with_offsets(tmp_path: Path) -> None:
             assert got[line] == want[0], text
     assert got[2] == datetime(2024, 1, 1) and got[3] == datetime(2024, 2, 29, 23, 59, 59)
     assert got[8] == datetime(2024, 1, 1, 8, 0)  # +02:00 applied
+
+
+# --- the fast path: a clean file read with its times and numbers parsed by read_csv ---------
+
+#: number texts: read_csv's DOUBLE parse must give what TRY_CAST gives (or fail, so that the
+#: file is read as text)
+_NUMBER_EDGES = (
+    "1.2", "80", ".5", "5.", "+3", "-0", "1e2", "1E2", "1e+2", "-.5e-1", "1e400", "1e-400",
+    "1_000", "1__0", "_1", "1_", "0x10", "inf", "-inf", "nan", "NaN", "Infinity", "1.5e",
+    "1.2.3", "00012", "0.0000000000000000000001", "123456789012345678901234567890", "1d2",
+    "e5", "+.e1", "\u0661\u0662",
+)  # fmt: skip
+
+
+def _load_text_and_fast(
+    tmp_path: Path, kind: str, body: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[tuple[object, ...], tuple[object, ...], bool]:
+    """(rows, rejects) read as the loaders read it, the same read as text only, and whether
+    the fast path kept the file."""
+    from trialsieve.kidney import aki_inputs
+
+    path = write(tmp_path, f"{kind}.csv", HEADERS[kind] + "\n" + body)
+    loader, table = LOADERS[kind]
+    got = []
+    fast = False
+    for typed in (True, False):
+        with monkeypatch.context() as m:
+            if not typed:
+                m.setattr(aki_inputs, "_TYPED", {})
+            con = connect()
+            loader(con, path)
+            got.append((
+                con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall(),
+                con.execute(f"SELECT line, reason FROM {REJECTS_TABLE} ORDER BY line").fetchall(),
+            ))  # fmt: skip
+            if typed:
+                fast = bool(aki_inputs._load_raw(con, path, kind, typed=True).typed)
+            con.close()
+    return got[0], got[1], fast
+
+
+def _parses(sql: str, text: str) -> bool:
+    con = duckdb.connect()
+    return con.execute(f"SELECT {sql} IS NOT NULL", [text]).fetchone() == (True,)
+
+
+@pytest.mark.parametrize("text", _NUMBER_EDGES)
+def test_fast_path_numbers_parse_as_text(
+    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = f"a,2024-01-01T10:00:00Z,{text},umol/L\n"
+    fast_read, text_read, fast = _load_text_and_fast(tmp_path, "creatinine", body, monkeypatch)
+    assert fast_read == text_read
+    # read_csv parses exactly the texts that TRY_CAST parses
+    assert fast == _parses("TRY_CAST(? AS DOUBLE)", text)
+    ub = f"a,2024-01-01T10:00:00Z,2024-01-01T11:00:00Z,{text}\n"
+    fast_read, text_read, fast = _load_text_and_fast(tmp_path, "urine", ub, monkeypatch)
+    assert fast_read == text_read
+    assert fast == _parses("TRY_CAST(? AS DOUBLE)", text)
+
+
+@pytest.mark.parametrize("text", _TIME_EDGES)
+def test_fast_path_times_parse_as_text(
+    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canonical = _parses("try_strptime(?, '%Y-%m-%dT%H:%M:%SZ')", text)
+    body = f"a,{text},80,umol/L\nb,2024-03-01T00:00:00Z,1.1,mg/dL\n"
+    fast_read, text_read, fast = _load_text_and_fast(tmp_path, "creatinine", body, monkeypatch)
+    assert fast_read == text_read
+    assert fast == canonical
+    ub = f"a,{text},2024-12-01T00:00:00Z,10\na,2024-01-01T00:00:00Z,{text},10\n"
+    fast_read, text_read, fast = _load_text_and_fast(tmp_path, "urine", ub, monkeypatch)
+    assert fast_read == text_read
+    assert fast == canonical
+
+
+def test_fast_path_keeps_a_clean_file_and_rereads_one_with_a_reject(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trialsieve.kidney import aki_inputs
+
+    clean = "a,2024-01-01T10:00:00Z,1.2,mg/dL\na,2024-01-02T10:00:00Z,80,umol/L\n"
+    (rows, rej), text_read, fast = _load_text_and_fast(tmp_path, "creatinine", clean, monkeypatch)
+    assert fast and rej == [] and (rows, rej) == text_read
+    assert rows == [
+        (2, "a", datetime(2024, 1, 1, 10), pytest.approx(106.08), 1.2, "mg/dL"),
+        (3, "a", datetime(2024, 1, 2, 10), 80.0, 80.0, "umol/L"),
+    ]
+    # every value parses, one is rejected: the reason quotes the text as written
+    path = write(
+        tmp_path,
+        "c.csv",
+        HEADERS["creatinine"] + "\n" + clean + "b,2024-01-03T10:00:00Z,1e4,umol/L\n",
+    )
+    con = connect()
+    assert aki_inputs._load_raw(con, path, "creatinine", typed=True).typed == {"time", "value"}
+    load = load_creatinine(con, path)
+    assert (load.accepted, load.rejected) == (2, 1)
+    assert rejects(con) == [(4, "implausible creatinine 10000.0 umol/L (outside 10-3000)")]
+    # a blank value reads as NULL on the fast path: rejected and quoted from the text
+    path = write(tmp_path, "c2.csv", HEADERS["creatinine"] + "\na,2024-01-01T10:00:00Z,,mg/dL\n")
+    con = connect()
+    load_creatinine(con, path)
+    assert rejects(con) == [(2, "missing value")]
+    # values with spaces keep the text path (read_csv would not trim them)
+    spaced = write(
+        tmp_path, "c3.csv", HEADERS["creatinine"] + "\na ,2024-01-01T10:00:00Z,1,mg/dL\n"
+    )
+    assert not aki_inputs._load_raw(connect(), spaced, "creatinine", typed=True).typed

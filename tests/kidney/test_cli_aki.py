@@ -118,6 +118,46 @@ def test_rejects_file_and_summary_never_stop_the_run(tmp_path: Path) -> None:
     assert f"rejected 2 record(s) -> {rej}" in err
 
 
+def test_rejects_of_every_file_in_order_while_the_urine_side_runs_beside(tmp_path: Path) -> None:
+    """The urine and weight files load on a second cursor at the same time as the creatinine
+    (``run_aki``): the rejects still come file by file in the order of the options' files
+    (creatinine, urine, weights, rrt, patients), each by line, and a bad urine file still
+    stops the run with its error."""
+    c = tmp_path / "c.csv"
+    c.write_text(
+        "patient_id,time,value,unit\n"
+        + "a,2024-01-01T00:00:00Z,80,umol/L\n" * 3
+        + "a,2024-01-02T00:00:00Z,-1,umol/L\n"
+        + "a,2024-01-02T00:00:00Z,x,umol/L\n"
+    )
+    u = tmp_path / "u.csv"
+    u.write_text(
+        "patient_id,start,end,volume_ml\n"
+        "a,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,-5\n"
+        "a,2024-01-01T01:00:00Z,2024-01-01T02:00:00Z,50\n"
+        "a,2024-01-01T03:00:00Z,2024-01-01T02:00:00Z,50\n"
+    )
+    w = tmp_path / "w.csv"
+    w.write_text("patient_id,time,weight_kg\na,2024-01-01T00:00:00Z,0\na,2024-01-01,70\n")
+    r = tmp_path / "r.csv"
+    r.write_text("patient_id,start\na,soon\n")
+    out, summ, rej = tmp_path / "o.csv", tmp_path / "s.csv", tmp_path / "rej.csv"
+    code, _, err = run("--creatinine", str(c), "--urine", str(u), "--weights", str(w),
+                       "--rrt", str(r), "--out", str(out), "--summary", str(summ),
+                       "--rejects", str(rej))  # fmt: skip
+    assert code == 0, err
+    got = [(row["file"], row["line"]) for row in read(rej)[1]]
+    assert got == [(str(c), "5"), (str(c), "6"), (str(u), "2"), (str(u), "4"), (str(w), "2"),
+                   (str(r), "2")]  # fmt: skip
+    kinds = [line.split(" ")[0] for line in err.splitlines() if ": read " in line]
+    assert kinds == ["creatinine", "urine", "weights", "rrt"]
+    assert len(read(out)[1]) == 3 and read(summ)[1][0]["patient_id"] == "a"
+    u.write_text("patient_id,start,volume_ml\n")
+    code, _, err = run("--creatinine", str(c), "--urine", str(u), "--weights", str(w),
+                       "--out", str(out), "--summary", str(summ))  # fmt: skip
+    assert code == 1 and "missing column(s) end" in err
+
+
 def test_rejects_default_next_to_out(tmp_path: Path) -> None:
     c = tmp_path / "c.csv"
     c.write_text("patient_id,time,value,unit\na,2024-01-01T00:00:00,-3,umol/L\n")

@@ -2,7 +2,8 @@
 
 Reads the CSV files of issue 2 section 3 (:mod:`trialsieve.kidney.aki_inputs`), stages every
 creatinine result with :mod:`trialsieve.kidney.aki` and, with ``--urine``/``--weights``, the
-urine-output episodes with :mod:`trialsieve.kidney.urine`, all in one DuckDB session.
+urine-output episodes with :mod:`trialsieve.kidney.urine`, all in one in-memory DuckDB
+database (the urine side on a second cursor, beside the creatinine: :func:`run_aki`).
 
 Outputs:
 - ``--out``: one row per accepted creatinine result, in input order: ``patient_id,time,
@@ -21,6 +22,7 @@ Outputs:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
@@ -37,6 +39,7 @@ from trialsieve.kidney.aki_inputs import (
     load_rrt,
     load_urine,
     load_weights,
+    session,
 )
 from trialsieve.sqltext import quote
 
@@ -104,6 +107,26 @@ LEFT JOIN nhs ON nhs.patient_id = ids.patient_id
 ORDER BY ids.patient_id"""
 
 
+def _urine_side(
+    cur: duckdb.DuckDBPyConnection, urine: Path, weights: Path, episodes: bool
+) -> list[FileLoad]:
+    """Load the urine and weight files on the cursor ``cur`` and, with ``episodes``, build the
+    ``urine_episodes`` table; return the two files' counts."""
+    loads = [load_urine(cur, urine), load_weights(cur, weights)]
+    if episodes:
+        cur.execute(f"CREATE TABLE urine_episodes AS {_urine_episodes_sql('urine', 'weights')}")
+    cur.close()
+    return loads
+
+
+def _results_sql(order: str) -> str:
+    return (
+        f"SELECT patient_id, strftime(t, {_ISO}) AS time, ROUND(scr, 2) AS creatinine_umol_l, "
+        "kdigo_stage, kdigo_reason, ROUND(baseline_umol_l, 2) AS baseline_umol_l, "
+        f"baseline_source, nhs_stage FROM staged{order}"
+    )
+
+
 def run_aki(
     *,
     creatinine: Path,
@@ -118,19 +141,16 @@ def run_aki(
     engine: str = "duckdb",
     spark_master: str | None = None,
 ) -> tuple[list[FileLoad], Path | None]:
-    """Run the whole command; return the per-file counts and where rejects were written."""
+    """Run the whole command; return the per-file counts and where rejects were written.
+
+    The urine side (its two files and, on DuckDB, its episodes) runs on a cursor of its own
+    while the creatinine side is loaded, staged and written: parts of each statement run on one
+    thread, and the other side's statement fills the idle core. The outputs do not depend on it.
+    """
     if (urine is None) != (weights is None):
         raise click.UsageError("--urine and --weights go together (rate = volume / h / weight)")
+    has_urine = urine is not None and weights is not None
     con = connect()
-    loads = [load_creatinine(con, creatinine)]
-    if urine is not None and weights is not None:
-        loads.append(load_urine(con, urine))
-        loads.append(load_weights(con, weights))
-    if rrt is not None:
-        loads.append(load_rrt(con, rrt))
-    if patients is not None:
-        loads.append(load_patients(con, patients))
-
     sql = creatinine_stages_sql(
         "creat",
         patients="patients" if patients is not None else None,
@@ -140,39 +160,52 @@ def run_aki(
         # windows); Spark runs the full query, as the screening does
         columns=STAGED_COLUMNS if engine == "duckdb" else None,
     )
-    queries = {"staged": sql}
-    if summary is not None and urine is not None and weights is not None:
-        queries["urine_episodes"] = _urine_episodes_sql("urine", "weights")
+    with ThreadPoolExecutor(1, thread_name_prefix="trialsieve-aki") as side:
+        urine_side = None
+        if urine is not None and weights is not None:
+            episodes = summary is not None and engine == "duckdb"
+            urine_side = side.submit(_urine_side, session(con.cursor()), urine, weights, episodes)
+        loads = [load_creatinine(con, creatinine)]
+        if rrt is not None:
+            loads.append(load_rrt(con, rrt))
+        if patients is not None:
+            loads.append(load_patients(con, patients))
+        if engine == "duckdb":
+            con.execute(f"CREATE TABLE staged AS {sql}")
+            # ``staged`` was created from a query ending in ORDER BY rid, so a scan returns it
+            # in rid order (insertion order is preserved: ``preserve_insertion_order``, the
+            # default, set by :func:`connect`); sorting again would only cost time
+            _copy(con, _results_sql(""), out)
+        if urine_side is not None:
+            loads[1:1] = urine_side.result()
     if engine == "spark":
         from trialsieve.screen.backend import SparkBackend, run_on_spark
 
+        queries = {"staged": sql}
+        if summary is not None and has_urine:
+            queries["urine_episodes"] = _urine_episodes_sql("urine", "weights")
         inputs = ["creat"] + [
             t for t, f in (("urine", urine), ("weights", weights), ("rrt", rrt),
                            ("patients", patients)) if f is not None
         ]  # fmt: skip
         run_on_spark(con, inputs, queries, SparkBackend(master=spark_master))
-    else:
-        for name, q in queries.items():
-            con.execute(f"CREATE TABLE {name} AS {q}")
-    # on DuckDB ``staged`` was created from a query ending in ORDER BY rid, so a scan returns
-    # it in rid order (insertion order is preserved: ``preserve_insertion_order``, the
-    # default, set by :func:`connect`); sorting again would only cost time
-    order = "" if engine == "duckdb" else " ORDER BY rid"
-    _copy(
-        con,
-        f"SELECT patient_id, strftime(t, {_ISO}) AS time, ROUND(scr, 2) AS creatinine_umol_l, "
-        "kdigo_stage, kdigo_reason, ROUND(baseline_umol_l, 2) AS baseline_umol_l, "
-        f"baseline_source, nhs_stage FROM staged{order}",
-        out,
-    )
+        _copy(con, _results_sql(" ORDER BY rid"), out)
     if summary is not None:
-        _copy(con, _summary_sql(urine is not None, rrt is not None), summary)
+        _copy(con, _summary_sql(has_urine, rrt is not None), summary)
 
     n_rej = sum(x.rejected for x in loads)
     rej_path: Path | None = None
     if n_rej or rejects is not None:
         rej_path = rejects if rejects is not None else out.with_name(out.name + ".rejects.csv")
-        _copy(con, f"SELECT file, line, reason FROM {REJECTS_TABLE}", rej_path)
+        # the files in the order of ``loads``, each by line (the two sides added theirs at
+        # the same time)
+        files = ", ".join(quote(str(x.path)) for x in loads)
+        _copy(
+            con,
+            f"SELECT file, line, reason FROM {REJECTS_TABLE} "
+            f"ORDER BY list_position([{files}], file), line",
+            rej_path,
+        )
     con.close()
     return loads, rej_path
 
