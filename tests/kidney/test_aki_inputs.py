@@ -380,8 +380,9 @@ _NUMBER_EDGES = (
 def _load_text_and_fast(
     tmp_path: Path, kind: str, body: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[tuple[object, ...], tuple[object, ...], bool]:
-    """(rows, rejects) read as the loaders read it, the same read as text only, and whether
-    the fast path kept the file."""
+    """(rows, rejects) as the loader reads the file, the same read as text only, and whether
+    read_csv parsed the file's typed columns (the fast path's first read; a reject then sends
+    the file to the text read)."""
     from trialsieve.kidney import aki_inputs
 
     path = write(tmp_path, f"{kind}.csv", HEADERS[kind] + "\n" + body)
