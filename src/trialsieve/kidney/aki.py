@@ -98,6 +98,13 @@ W365D_S: Final[int] = 365 * DAY_S
 W3M_S: Final[int] = int(3 * 30.4375 * DAY_S)
 #: seconds per mean Julian year, for the age at t
 YEAR_S: Final[float] = 365.25 * DAY_S
+#: the baselines that are one sample, the lowest result of a window that ends 1 s before the
+#: result: ``baseline_source`` -> (its window column, the window's length in seconds). The
+#: window columns (:func:`_window_ctes`), the baseline columns (:func:`_baseline_cols`) and the
+#: sample-time join (:func:`baseline_sample_frame_sql`) are all made from this table.
+SAMPLE_BASELINES: Final[dict[str, tuple[str, int]]] = {
+    "min-7d": ("min7", W7D_S), "lowest-3m": ("low3m", W3M_S), "lowest-1y": ("low1y", W365D_S),
+}  # fmt: skip
 
 #: KDIGO absolute rise (µmol/L) in 48 h, = 0.3 mg/dL (KDIGO 2012 Table 2)
 KDIGO_RISE_UMOL_L: Final[float] = 26.5
@@ -236,24 +243,28 @@ def _window_ctes(
     """CTEs ``c`` (:func:`_input_cte`) ... ``w`` (every result with its window
     columns: min48, min7, their times, the day 8-365 median or its lower bound ``minf``, and with
     ``lowest`` the lowest values of 3 months and 1 year with their times)."""
-    w48, w7, w365 = _window(W48H_S, 1), _window(W7D_S, 1), _window(W365D_S, 1)
-    w8_365 = _window(W365D_S, W7D_S + 1)
-    w3m = _window(W3M_S, 1)
+    w48, w8_365 = _window(W48H_S, 1), _window(W365D_S, W7D_S + 1)
 
     def arg_min(frame: str, name: str) -> str:
         if not times:
             return ""
         return f",\n    ARG_MIN(t, {{'v': scr_b, 't': ts}}) OVER {frame} AS {name}"
 
+    def sample_min(source: str) -> str:
+        """The window minimum of a single-sample baseline (:data:`SAMPLE_BASELINES`)."""
+        col, length = SAMPLE_BASELINES[source]
+        frame = _window(length, 1)
+        return f"MIN(scr_b) OVER {frame} AS {col}{arg_min(frame, col + '_time')}"
+
     lowest_cols = ""
     if lowest:
         lowest_cols = f""",
-    MIN(scr_b) OVER {w3m} AS low3m{arg_min(w3m, "low3m_time")},
-    MIN(scr_b) OVER {w365} AS low1y{arg_min(w365, "low1y_time")}"""
+    {sample_min("lowest-3m")},
+    {sample_min("lowest-1y")}"""
 
     w_cols = f"""rid, patient_id, t, scr, ts, below,
     MIN(scr_b) OVER {w48} AS min48{arg_min(w48, "min48_time")},
-    MIN(scr_b) OVER {w7} AS min7{arg_min(w7, "min7_time")}"""
+    {sample_min("min-7d")}"""
     ctes = [_input_cte(creat, bounds)]
     if all_medians:
         return ctes + _windowed_median_ctes(creat, w_cols, w8_365, lowest_cols)
@@ -272,19 +283,28 @@ def creatinine_windows_sql(creat: str, *, bounds: bool = False, times: bool = Tr
     return "WITH " + ",\n".join(ctes) + "\nSELECT * FROM w"
 
 
-#: the frame (seconds before the result) of the window whose minimum is each single-sample
-#: baseline (``baseline_source``); the frames end 1 s before the result (:func:`_window`)
-BASELINE_SAMPLE_FRAME_S: Final[dict[str, int]] = {
-    "min-7d": W7D_S, "lowest-3m": W3M_S, "lowest-1y": W365D_S,
-}  # fmt: skip
-
-
 def baseline_sample_frame_sql(source: str) -> str:
     """SQL: the length (s) of the window whose minimum is the baseline, by the
     ``baseline_source`` column ``source`` (NULL when the baseline is not one sample: a median
     or a back-calculation), for :func:`window_sample_time_sql`."""
-    whens = " ".join(f"WHEN '{k}' THEN {v}" for k, v in BASELINE_SAMPLE_FRAME_S.items())
+    whens = " ".join(f"WHEN '{k}' THEN {n}" for k, (_, n) in SAMPLE_BASELINES.items())
     return f"CASE {source} {whens} END"
+
+
+def _baseline_cols(samples: Sequence[str], rest: str, rest_source: str, times: bool) -> str:
+    """The ``baseline_umol_l``, ``baseline_source`` and ``baseline_time`` columns over the
+    window columns ``w``: the first known minimum of the single-sample baselines ``samples``
+    (:data:`SAMPLE_BASELINES`, in order of preference), else ``rest`` (SQL), a baseline named
+    ``rest_source`` that is not one sample (a median, a back-calculation: no time)."""
+    cols = [(source, SAMPLE_BASELINES[source][0]) for source in samples]
+    value = " ".join(f"WHEN w.{c} IS NOT NULL THEN w.{c}" for _, c in cols)
+    named = " ".join(f"WHEN w.{c} IS NOT NULL THEN '{source}'" for source, c in cols)
+    timed = " ".join(
+        f"WHEN w.{c} IS NOT NULL THEN {f'w.{c}_time' if times else 'NULL'}" for _, c in cols
+    )
+    return f"""CASE {value} ELSE {rest} END AS baseline_umol_l,
+    CASE {named} WHEN ({rest}) IS NOT NULL THEN '{rest_source}' END AS baseline_source,
+    CASE {timed} END AS baseline_time"""
 
 
 def window_sample_time_sql(
@@ -392,12 +412,7 @@ def creatinine_stages_sql(
         rrt_col = "CAST(NULL AS TIMESTAMP)"
 
     if baseline == "kdigo":
-        base_sel = f"""CASE WHEN w.min7 IS NOT NULL THEN w.min7 ELSE w.med8_365 END
-      AS baseline_umol_l,
-    CASE WHEN w.min7 IS NOT NULL THEN 'min-7d'
-         WHEN w.med8_365 IS NOT NULL THEN 'median-8-365d' END AS baseline_source,
-    CASE WHEN w.min7 IS NOT NULL THEN {"w.min7_time" if times else "NULL"} END
-      AS baseline_time"""
+        base_sel = _baseline_cols(["min-7d"], "w.med8_365", "median-8-365d", times)
         pat_join = ""
     else:
         if patients is not None:
@@ -414,15 +429,7 @@ def creatinine_stages_sql(
         else:
             backcalc = "CAST(NULL AS DOUBLE)"
             pat_join = ""
-        base_sel = f"""CASE WHEN w.low3m IS NOT NULL THEN w.low3m
-         WHEN w.low1y IS NOT NULL THEN w.low1y
-         ELSE {backcalc} END AS baseline_umol_l,
-    CASE WHEN w.low3m IS NOT NULL THEN 'lowest-3m'
-         WHEN w.low1y IS NOT NULL THEN 'lowest-1y'
-         WHEN ({backcalc}) IS NOT NULL THEN 'mdrd75-backcalc' END AS baseline_source,
-    CASE WHEN w.low3m IS NOT NULL THEN {"w.low3m_time" if times else "NULL"}
-         WHEN w.low1y IS NOT NULL THEN {"w.low1y_time" if times else "NULL"} END
-      AS baseline_time"""
+        base_sel = _baseline_cols(["lowest-3m", "lowest-1y"], backcalc, "mdrd75-backcalc", times)
 
     ctes.append(
         f"""b AS (
