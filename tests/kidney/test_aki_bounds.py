@@ -70,13 +70,14 @@ def test_below_bound_as_current_result_is_not_staged() -> None:
     got = _by_rid([("p0", 0, 50.0, None), ("p0", 24 * H, 100.0, "<")])[1]
     assert (got["kdigo_stage"], got["nhs_stage"], got["kdigo_reason"]) == (0, 0, None)
     assert got["rise48_umol_l"] is None and got["ratio"] is None and got["nhs_ratio"] is None
+    assert got["ratio48"] is None
     assert got["baseline_umol_l"] == 50.0  # the baseline itself is known
 
 
 def test_above_bound_as_current_result_is_staged_with_the_bound() -> None:
     got = _by_rid([("p0", 0, 50.0, None), ("p0", 24 * H, 100.0, ">")])[1]
     assert (got["kdigo_stage"], got["nhs_stage"]) == (2, 2)
-    assert got["ratio"] == 2.0 and got["rise48_umol_l"] == 50.0
+    assert got["ratio"] == 2.0 and got["rise48_umol_l"] == 50.0 and got["ratio48"] == 2.0
 
 
 def test_below_bound_is_a_baseline_at_its_bound() -> None:
@@ -109,6 +110,7 @@ def test_window_of_above_bounds_only_does_not_fall_back(baseline: str) -> None:
     assert (got["nhs_stage"], got["nhs_rv2"]) == (3, 100.0)
     assert got["baseline_umol_l"] is None and got["baseline_time"] is None
     assert got["min48_umol_l"] is None and got["nhs_rv1"] is None and got["ratio"] is None
+    assert got["rise48_umol_l"] is None and got["ratio48"] is None
 
 
 def _draw(rng: random.Random, rows: list[Row]) -> list[Row]:
@@ -146,9 +148,9 @@ def test_stage_never_above_what_the_true_values_give(rows: list[Row], seed: int)
             exact = _stages(_draw(rng, rows), baseline, bounds=False)
             for b, e in zip(bounded, exact, strict=True):
                 assert b[0] == e[0]
-                # kdigo_stage is column 11, nhs_stage 15 (kidney.aki.OUTPUT_COLUMNS)
-                assert b[11] <= e[11], (baseline, b, e)
-                assert b[15] <= e[15], (baseline, b, e)
+                # kdigo_stage is column 12, nhs_stage 16 (kidney.aki.OUTPUT_COLUMNS)
+                assert b[12] <= e[12], (baseline, b, e)
+                assert b[16] <= e[16], (baseline, b, e)
 
 
 @settings(max_examples=30, deadline=None)

@@ -76,7 +76,7 @@ def test_columns_and_one_row_per_input_in_rid_order() -> None:
     out = run(rows)
     assert [r["rid"] for r in out] == [0, 1, 2]
     assert list(out[0]) == [
-        "rid", "patient_id", "t", "scr", "min48_umol_l", "min48_time", "rise48_umol_l",
+        "rid", "patient_id", "t", "scr", "min48_umol_l", "min48_time", "rise48_umol_l", "ratio48",
         "baseline_umol_l", "baseline_source", "baseline_time", "ratio", "kdigo_stage",
         "kdigo_reason", "kdigo_by", "rrt_start", "nhs_stage", "nhs_rv1", "nhs_rv2", "nhs_ratio",
     ]  # fmt: skip
@@ -95,6 +95,7 @@ def test_rise_exactly_26_5_is_stage_1_and_26_4_is_not() -> None:
     out = run([("a", 0 * H, 80.0), ("a", 24 * H, 106.5), ("b", 0 * H, 80.0), ("b", 24 * H, 106.4)])
     assert [r["kdigo_stage"] for r in out] == [0, 1, 0, 0]
     assert out[1]["rise48_umol_l"] == pytest.approx(26.5)
+    assert out[1]["ratio48"] == pytest.approx(106.5 / 80.0)
     assert out[1]["min48_umol_l"] == 80.0
     assert out[1]["min48_time"] == T0
     assert out[1]["kdigo_reason"] == "rise 26.5 umol/L in 48 h (stage 1)"

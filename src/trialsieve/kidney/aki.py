@@ -58,8 +58,8 @@ is then the bound b). A stage is never higher than the true values could give:
 
 - ``<b`` / ``<=b`` (true value at most b): enters window minima, medians and baselines as b (the
   true minimum or median can only be lower, so a rise or ratio to it can only be larger); as the
-  current result C(t) it is not staged (stage 0, ``rise48_umol_l``, ``ratio`` and ``nhs_ratio``
-  NULL): a rise to a value below b is not known to have happened;
+  current result C(t) it is not staged (stage 0, ``rise48_umol_l``, ``ratio48``, ``ratio``
+  and ``nhs_ratio`` NULL): a rise to a value below b is not known to have happened;
 - ``>b`` / ``>=b`` (true value at least b): staged as the current result with b (the true rise is
   at least as large); in minima, medians and baselines it counts as :data:`ABOVE_UMOL_L`, above
   any true value (b could be far below the true value). A window holding only such results thus
@@ -118,7 +118,7 @@ NHS_STAGE3_UMOL_L: Final[float] = 354.0
 
 #: every column of :func:`creatinine_stages_sql`, in order
 OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
-    "rid", "patient_id", "t", "scr", "min48_umol_l", "min48_time", "rise48_umol_l",
+    "rid", "patient_id", "t", "scr", "min48_umol_l", "min48_time", "rise48_umol_l", "ratio48",
     "baseline_umol_l", "baseline_source", "baseline_time", "ratio", "kdigo_stage",
     "kdigo_reason", "kdigo_by", "rrt_start", "nhs_stage", "nhs_rv1", "nhs_rv2", "nhs_ratio",
 )  # fmt: skip
@@ -346,7 +346,8 @@ def creatinine_stages_sql(
 
     ``creat`` columns: ``rid`` BIGINT (input order), ``patient_id`` VARCHAR, ``t`` TIMESTAMP (UTC),
     ``scr`` DOUBLE µmol/L. Returns one row per input row, ordered by ``rid``, with: rid,
-    patient_id, t, scr, min48_umol_l, min48_time, rise48_umol_l (scr − min48), baseline_umol_l,
+    patient_id, t, scr, min48_umol_l, min48_time, rise48_umol_l (scr − min48), ratio48
+    (scr / min48, NULL where the rise is), baseline_umol_l,
     baseline_source ('min-7d', 'median-8-365d', 'lowest-3m', 'lowest-1y', 'mdrd75-backcalc' or
     NULL), baseline_time (time of the baseline sample when it is one sample, else NULL), ratio
     (scr / baseline), kdigo_stage INT 0-3, kdigo_reason VARCHAR (NULL at stage 0), kdigo_by
@@ -509,6 +510,7 @@ def creatinine_stages_sql(
     {known("g.min48")} AS min48_umol_l,
     {known("g.min48", "g.min48_time") if times else "CAST(NULL AS TIMESTAMP)"} AS min48_time,
     CASE WHEN NOT g.below THEN g.scr - {known("g.min48")} END AS rise48_umol_l,
+    CASE WHEN NOT g.below THEN g.scr / {known("g.min48")} END AS ratio48,
     {known("g.baseline_umol_l")} AS baseline_umol_l, g.baseline_source,
     {known("g.baseline_umol_l", "g.baseline_time")} AS baseline_time,
     CASE WHEN NOT g.below THEN g.scr / {known("g.baseline_umol_l")} END AS ratio,

@@ -42,8 +42,8 @@ MIN_48H = "min-48h"
 #: and without the times of the window minima: the reference samples of the rows a rule
 #: shows are found by ``kidney.aki.window_sample_time_sql``)
 STAGE_COLUMNS = (
-    "rid", "patient_id", "t", "scr", "min48_umol_l", "rise48_umol_l", "baseline_umol_l",
-    "baseline_source", "ratio", "kdigo_stage", "kdigo_reason", "nhs_stage",
+    "rid", "patient_id", "t", "scr", "min48_umol_l", "rise48_umol_l", "ratio48",
+    "baseline_umol_l", "baseline_source", "ratio", "kdigo_stage", "kdigo_reason", "nhs_stage",
 )  # fmt: skip
 
 #: SQL: the length (s) of the window of a row's reference sample (``_creat_rows``), by kind
@@ -194,10 +194,7 @@ class KidneyTables:
             base = str(spec.get("baseline", baseline))
             if base == MIN_48H:
                 s = self.stages(baseline)
-                # the rise is NULL where the ratio is not known either: a result reported as
-                # "<b" or a 48-h minimum of results reported as ">b" only (kidney.aki)
-                ratio = "CASE WHEN s.rise48_umol_l IS NOT NULL THEN s.scr / s.min48_umol_l END"
-                ref, src = "s.min48_umol_l", "'lowest in 48 h'"
+                ratio, ref, src = "s.ratio48", "s.min48_umol_l", "'lowest in 48 h'"
                 sample = ("min48", ref, "'reference: lowest in the 48 h before'")
             else:
                 s = self.stages(base)
