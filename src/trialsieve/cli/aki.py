@@ -15,8 +15,9 @@ Outputs:
   time: creatinine, then urine, then rrt); ``first_aki_time`` is the earliest time any source
   reached stage >= 1 (a creatinine result's time, a urine episode's ``stage_time``, an RRT
   start). ``max_nhs_stage`` is empty for a patient without creatinine results.
-- ``--rejects``: ``file,line,reason`` for every rejected input record. When records are rejected
-  and ``--rejects`` is not given they are written to ``<out>.rejects.csv`` (they never vanish).
+- ``--rejects``: ``file,line,reason`` for every rejected input record, file by file (creatinine,
+  urine, weights, rrt, patients), each by line. When records are rejected and ``--rejects`` is
+  not given they are written to ``<out>.rejects.csv`` (they never vanish).
   A count per file is printed on stderr at the end.
 """
 
