@@ -344,6 +344,9 @@ class _Raw:
     trim: bool
     #: the layout columns already parsed by the reader (:data:`_TYPED`); the others are text
     typed: frozenset[str] = frozenset()
+    #: for a typed read: the same file read again with every column as text (the file's checks
+    #: are not repeated: a file ``read_csv`` read typed, it reads as text)
+    as_text: Callable[[], _Raw] | None = None
 
 
 #: the fast path of a clean file (:func:`_load`): read_csv parses these columns itself (times
@@ -406,7 +409,8 @@ def _load_raw(
             if types:
                 rel = _csv_raw(con, path, kind, names, expected, types)
                 if rel is not None:
-                    return _Raw(rel, trim, frozenset(types))
+                    text = _csv_raw_text(con, path, kind, names, expected)
+                    return _Raw(rel, trim, frozenset(types), text)
             rel = _csv_raw(con, path, kind, names, expected)
             if rel is not None:
                 return _Raw(rel, trim)
@@ -426,6 +430,20 @@ def _load_raw(
             con.execute(f"INSERT INTO {raw} BY NAME SELECT * FROM _aki_chunk")
             con.unregister("_aki_chunk")
     return _Raw(raw, trim)
+
+
+def _csv_raw_text(
+    con: duckdb.DuckDBPyConnection, path: Path, kind: str, names: list[str], expected: int
+) -> Callable[[], _Raw]:
+    """The text read of a file that :func:`_csv_raw` read typed (``_Raw.as_text``)."""
+
+    def read() -> _Raw:
+        rel = _csv_raw(con, path, kind, names, expected)
+        # read_csv read every field typed, so it reads them as text (no trimming: only a file
+        # that needs none is read typed); were it ever to fail, the bytes decide the way
+        return _Raw(rel, trim=False) if rel is not None else _load_raw(con, path, kind)
+
+    return read
 
 
 def _load(
@@ -450,10 +468,10 @@ def _load(
     checked = f"_checked_{table}"
     con.execute(f"CREATE OR REPLACE TABLE {checked} AS {checked_sql(raw)}")
     if (
-        raw.typed
+        raw.as_text is not None
         and con.execute(f"SELECT 1 FROM {checked} WHERE reason IS NOT NULL LIMIT 1").fetchall()
     ):
-        raw = _load_raw(con, path, kind)
+        raw = raw.as_text()
         con.execute(f"CREATE OR REPLACE TABLE {checked} AS {checked_sql(raw)}")
     _ensure_rejects(con)
     con.execute(
