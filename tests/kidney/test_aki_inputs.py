@@ -214,7 +214,7 @@ def load_by(
             m.setattr(aki_inputs, "_plain_lines", lambda data, path: False)
             m.setattr(aki_inputs, "_needs_trim", lambda data: True)
         elif way == "lines":
-            m.setattr(aki_inputs, "_no_blank_lines", lambda data: False)
+            m.setattr(aki_inputs, "_uniform_line_ends", lambda data: False)
         con = connect()
         load = loader(con, path)
     rows = con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
@@ -238,6 +238,17 @@ def assert_same_three_ways(kind: str, path: Path, monkeypatch: pytest.MonkeyPatc
         "a,2024-01-01T10:00,1.2,mg/dL\n\nb,x,80\n  \nc,,,\n",  # blank lines, ragged
         "a,2024-01-01T10:00,1.2,mg/dL,extra\nb,2024-01-01T10:00,1.2,mg/dL",  # too many, no EOL
         '"a\nb",2024-01-01T10:00,1,bad\nc,bad,1,mg/dL\n',  # quoted newline: csv
+        # clean but for one thing, which read_csv would not see (typed read ahead dropped)
+        "a,2024-01-01T10:00:00Z,1.2,mg/dL\n\nb,2024-01-01T11:00:00Z,x,umol/L\n",  # blank
+        "\na,2024-01-01T10:00:00Z,1.2,mg/dL\n",  # blank line right after the header
+        "a,2024-01-01T10:00:00Z,1.2,mg/dL\r\n\r\nb,2024-01-01T11:00:00Z,x,umol/L\r\n",
+        "a,2024-01-01T10:00:00Z,1.2,mg/dL\nb,2024-01-01T11:00:00Z,9,umol/L\n\n",  # at the end
+        "a,2024-01-01T10:00:00Z,1.2,mg/dL,\n",  # trailing comma
+        "a,2024-01-01T10:00:00Z,1.2,mg/dL\r\nb,2024-01-01T11:00:00Z,9,umol/L\n",  # mixed ends
+        '"a",2024-01-01T10:00:00Z,1.2,mg/dL\n',  # quotes
+        "a,2024-01-01T10:00:00Z,1.2, mg/dL\n",  # a space: trimmed
+        "a,2024-01-01T10:00:00Z,2024-01-01T11:00:00Z,50\n\nb,2024-01-01T11:00:00Z,x,-1\n",
+        '"a",2024-01-01T10:00:00Z,2024-01-01T11:00:00Z,50\n',  # urine-shaped, quotes
     ],
 )
 def test_three_ways_agree_on_examples(
@@ -280,9 +291,9 @@ def test_three_ways_agree_on_generated_files(
 def test_which_way_a_file_is_read() -> None:
     from trialsieve.kidney.aki_inputs import (
         _needs_trim,
-        _no_blank_lines,
         _plain_lines,
         _trailing_comma,
+        _uniform_line_ends,
     )
 
     p = Path("c.csv")
@@ -290,11 +301,9 @@ def test_which_way_a_file_is_read() -> None:
     assert not _plain_lines(b'h,i\n"a",b\n', p)  # quotes: Python csv
     assert not _plain_lines(b"h,i\na,b\rc,d\n", p)  # lone CR ends a line for csv
     assert not _plain_lines(b"h,i\na,b\n", Path("c*.csv"))  # a DuckDB glob
-    assert _no_blank_lines(b"h,i\na,b\nc,d")
-    assert not _no_blank_lines(b"h,i\na,b\n\nc,d\n")  # read_csv would skip it
-    assert not _no_blank_lines(b"h,i\r\n\r\na,b\r\n")
-    assert not _no_blank_lines(b"h,i\na,b\r\nc,d\n")  # mixed line ends
-    assert not _no_blank_lines(b"h,i\n\na,b\n")  # right after the header
+    assert _uniform_line_ends(b"h,i\na,b\nc,d")
+    assert _uniform_line_ends(b"h,i\r\n\r\na,b\r\n")
+    assert not _uniform_line_ends(b"h,i\na,b\r\nc,d\n")  # mixed line ends
     assert _trailing_comma(b"h,i\na,b,\nc,d\n")
     assert _trailing_comma(b"h,i\r\na,b,\r\n")
     assert _trailing_comma(b"h,i\na,b,")
@@ -473,3 +482,12 @@ def test_fast_path_keeps_a_clean_file_and_rereads_one_with_a_reject(
         tmp_path, "c3.csv", HEADERS["creatinine"] + "\na ,2024-01-01T10:00:00Z,1,mg/dL\n"
     )
     assert not aki_inputs._load_raw(connect(), spaced, "creatinine", typed=True).typed
+    # a blank line: read_csv would skip it, which its record count shows; the file is split
+    # into lines instead, so the line numbers stay the file's
+    body = "a,2024-01-01T10:00:00Z,1,mg/dL\n\nb,2024-01-01T10:00:00Z,x,mg/dL\n"
+    blank = write(tmp_path, "c4.csv", HEADERS["creatinine"] + "\n" + body)
+    con = connect()
+    assert not aki_inputs._load_raw(con, blank, "creatinine", typed=True).typed
+    load = load_creatinine(con, blank)
+    assert (load.read, load.accepted) == (2, 1)
+    assert [line for line, _ in rejects(con)] == [4]

@@ -12,17 +12,18 @@ Every data record is either loaded or rejected, never dropped: a reject has the 
 (1-based, the header is line 1, so the first data record is line 2; a record with a quoted
 newline is reported at the line where it starts) and a reason. Blank lines are not records.
 
-Reading (one of three ways, chosen per file, all giving the same rows and line numbers as
-Python's :mod:`csv`, which is the reference): a file without quote characters, NUL or lone
-carriage returns and without blank lines is read by DuckDB ``read_csv`` (as text, strict field
-count, read in parallel into a table in file order: positions are its ``rowid``); such a file
+Reading (one of three ways, chosen per file, all giving the same rows and line numbers as Python's
+:mod:`csv`, which is the reference): a file without quote characters, NUL or lone carriage returns
+and without blank lines (found by its record count) is read by DuckDB ``read_csv`` (as text, strict
+field count, read in parallel into a table in file order: positions are its ``rowid``); such a file
 with blank or ragged lines is split into lines and fields by DuckDB (``read_text`` +
-``string_split``); any other file (quoted fields, quoted newlines) goes through Python's
-:mod:`csv` in chunks. All checks are vectorised SQL over the text columns (``TRY_CAST`` +
-``CASE``), each value parsed once. The fast path of the first way: a clean creatinine or urine
-file is read with its times (canonical UTC shape) and numbers parsed by ``read_csv`` itself,
-and read again as text when any record is rejected, so that every reason quotes the value as
-written (:func:`_load`; the parsers are the same, tested value by value).
+``string_split``); any other file (quoted fields, quoted newlines) goes through Python's :mod:`csv`
+in chunks. All checks are vectorised SQL over the text columns (``TRY_CAST`` + ``CASE``), each
+value parsed once. The fast path of the first way: a clean creatinine or urine file is read with
+its times (canonical UTC shape) and numbers parsed by ``read_csv`` itself, and read again as text
+when any record is rejected, so that every reason quotes the value as written (:func:`_load`; the
+parsers are the same, tested value by value). The typed read starts before the file's byte scan
+(:func:`_read_ahead`), so that the scan of the file loaded on another cursor runs beside it.
 
 Times: ISO-8601. Without an offset a time is UTC; with an offset (``+02:00``, ``Z``) it is
 converted to UTC. Creatinine, urine and RRT times need a time of day (a date alone cannot be
@@ -204,8 +205,13 @@ def _plain_lines(data: bytes, path: Path) -> bool:
         b'"' not in data
         and b"\x00" not in data
         and (b"\r" not in data or data.count(b"\r") == data.count(b"\r\n"))
-        and not any(ch in str(path) for ch in "*?[")
+        and not _is_glob(path)
     )
+
+
+def _is_glob(path: Path) -> bool:
+    """True when DuckDB would read ``path`` as a glob pattern (``read_csv``, ``read_text``)."""
+    return any(ch in str(path) for ch in "*?[")
 
 
 #: every character for which Python's ``str.isspace`` is true (``csv`` blank-line rule)
@@ -253,18 +259,11 @@ def _has(data: bytes, needle: bytes) -> bool:
     return data.rfind(needle) >= 0
 
 
-def _no_blank_lines(data: bytes) -> bool:
-    """True when no line after the header is empty: DuckDB's CSV reader skips empty lines,
-    which would shift the line numbers. (A line of spaces is a one-field record, which the
-    reader rejects as having too few fields: it then goes the line-by-line way.)"""
-    first = data.find(b"\n")
-    if first >= 0 and data[first + 1 : first + 2] in (b"\n", b"\r"):
-        return False  # a blank line right after the header
-    if b"\r" not in data:
-        return not _has(data, b"\n\n")
-    if data.count(b"\r\n") != data.count(b"\n"):
-        return False  # mixed line ends
-    return not _has(data, b"\n\r\n")
+def _uniform_line_ends(data: bytes) -> bool:
+    """True when the lines of ``data`` all end alike (all ``\\n`` or all ``\\r\\n``): DuckDB's
+    ``read_csv`` reads one line end per file. (Blank lines, which it skips, are found by the
+    record count, :func:`_csv_rel`.)"""
+    return b"\r" not in data or data.count(b"\r\n") == data.count(b"\n")
 
 
 def _trailing_comma(data: bytes) -> bool:
@@ -290,23 +289,28 @@ def _csv_raw(
     expected: int,
     typed: dict[str, str] | None = None,
 ) -> str | None:
-    """Read a plain, blank-line-free file with DuckDB's ``read_csv``; the relation of its rows.
+    """:func:`_read_csv` then :func:`_csv_rel`: the relation of the file's rows, or None."""
+    if not _read_csv(con, path, kind, names, typed or {}):
+        return None
+    return _csv_rel(con, kind, names, expected)
 
-    Every line after the header is one record with exactly ``len(names)`` fields (strict mode
-    raises otherwise), so a record's line is its position + 2. The file is read in parallel
-    into the temporary table ``raw_<kind>`` in file order (insertion order is preserved,
-    :func:`connect`), so the position is the table's ``rowid``; the checks then run in parallel
-    over the table. Returns None, so that the caller reads another way, when the reader raises
-    (ragged row, bad UTF-8, long line, and with ``typed`` a value that does not parse) or gives
-    another number of records than ``expected``.
+
+def _read_csv(
+    con: duckdb.DuckDBPyConnection, path: Path, kind: str, names: list[str], typed: dict[str, str]
+) -> bool:
+    """Read a file with DuckDB's ``read_csv`` into the temporary table ``raw_<kind>``; False
+    (and no table) when the reader raises (ragged row, bad UTF-8, long line, and with ``typed``
+    a value that does not parse).
+
+    Every line after the header must be one record with exactly ``len(names)`` fields (strict
+    mode raises otherwise). The file is read in parallel in file order (insertion order is
+    preserved, :func:`connect`), so a record's position is the table's ``rowid``.
 
     ``typed`` (layout column -> DuckDB type, :data:`_TYPED`) has the reader parse those columns
     itself, times in the canonical UTC shape only (:data:`_CANONICAL_UTC`, the shape
     :func:`_trimmed` parses with ``try_strptime``); the others stay text.
     """
-    required, optional = LAYOUTS[kind]
     n = len(names)
-    typed = typed or {}
     col_type = {names.index(c): t for c, t in typed.items()}
     types = ", ".join(f"'c{i}': '{col_type.get(i, 'VARCHAR')}'" for i in range(n))
     stamp = f", timestampformat = {quote(_CANONICAL_UTC)}" if typed else ""
@@ -321,7 +325,19 @@ FROM read_csv(?, header = false, skip = 1, delim = ',', quote = '', escape = '',
         )
     except duckdb.Error:
         con.execute(f"DROP TABLE IF EXISTS {raw}")
-        return None
+        return False
+    return True
+
+
+def _csv_rel(
+    con: duckdb.DuckDBPyConnection, kind: str, names: list[str], expected: int
+) -> str | None:
+    """The relation of the rows :func:`_read_csv` read, line = position + 2; None (and the
+    table dropped) when it holds another number of records than ``expected``: the reader skips
+    blank lines, which would shift the line numbers (such a file is split into lines)."""
+    required, optional = LAYOUTS[kind]
+    n = len(names)
+    raw = f"raw_{kind}"
     row = con.execute(f"SELECT COUNT(*), MIN(rowid), MAX(rowid) FROM {raw}").fetchone()
     if row is None or row[0] != expected or (expected and (row[1], row[2]) != (0, expected - 1)):
         con.execute(f"DROP TABLE {raw}")
@@ -333,6 +349,39 @@ FROM read_csv(?, header = false, skip = 1, delim = ',', quote = '', escape = '',
     return f"""(SELECT CAST(rowid + 2 AS BIGINT) AS line,
   CAST({n} AS BIGINT) AS n_fields, CAST({n} AS BIGINT) AS n_header, {", ".join(cols)}
 FROM {raw})"""
+
+
+def _names(header: str) -> list[str]:
+    """The column names of a header line (matched case-insensitively, spaces ignored)."""
+    return [h.strip().lower() for h in header.split(",")]
+
+
+def _typed_columns(kind: str, names: list[str]) -> dict[str, str]:
+    """The columns of :data:`_TYPED` for ``kind`` that the header names."""
+    return {c: t for c, t in _TYPED.get(kind, {}).items() if c in names}
+
+
+def _read_ahead(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> dict[str, str]:
+    """Start the typed read of a creatinine or urine file before its bytes are checked; the
+    typed columns it read with (empty when it did not read).
+
+    ``read_csv`` runs without the GIL, so the other file's byte checks (:func:`_load_raw`,
+    Python) run meanwhile instead of before it. The read is kept only if the checks then choose
+    it; otherwise :func:`_load_raw` drops it. Only the header line is read here.
+    """
+    if not _TYPED.get(kind) or _is_glob(path):
+        return {}
+    try:
+        with path.open("rb") as f:
+            first = f.readline()
+        names = _names(_header(first))
+    except (OSError, UnicodeDecodeError):
+        return {}
+    typed = _typed_columns(kind, names)
+    required, _ = LAYOUTS[kind]
+    if not typed or any(c not in names for c in required):
+        return {}
+    return typed if _read_csv(con, path, kind, names, typed) else {}
 
 
 @dataclass(frozen=True)
@@ -388,31 +437,41 @@ def _load_raw(
 
     With ``typed``, a file that ``read_csv`` can read and that needs no trimming is read with
     the columns of :data:`_TYPED` parsed by the reader (:attr:`_Raw.typed`); when a value does
-    not parse, the file is read as text.
+    not parse, the file is read as text. That typed read starts before the byte checks
+    (:func:`_read_ahead`) and is dropped when they choose another way.
     """
     session(con)
-    data = _read_bytes(path, kind)
+    ahead = _read_ahead(con, path, kind) if typed else {}
+    try:
+        data = _read_bytes(path, kind)
+    except AkiInputError:
+        con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
+        raise
     header = _header(data)
     if data in (b"", codecs.BOM_UTF8):
         required, optional = LAYOUTS[kind]
         wanted = required + optional
         raise AkiInputError(f"{kind} file {path} is empty (need a header: {','.join(wanted)})")
     trim = _needs_trim(data)
-    if _plain_lines(data, path):
-        names = [h.strip().lower() for h in header.split(",")]
+    names = _names(header)
+    types = _typed_columns(kind, names) if typed and not trim else {}
+    plain = _plain_lines(data, path)
+    # files with a trailing comma or mixed line ends take the line-splitting path below
+    by_csv = plain and _uniform_line_ends(data) and not _trailing_comma(data)
+    if ahead and (ahead != types or not by_csv):
+        con.execute(f"DROP TABLE raw_{kind}")  # the checks chose another way
+        ahead = {}
+    if plain:
         _check_header(names, path, kind)
-        # files with a trailing comma take the line-splitting path below
-        if _no_blank_lines(data) and not _trailing_comma(data):
+        if by_csv:
             expected = _records_after_header(data)
-            types = _TYPED.get(kind, {}) if typed and not trim else {}
-            types = {c: t for c, t in types.items() if c in names}
-            if types:
-                rel = _csv_raw(con, path, kind, names, expected, types)
+            if types and (ahead or _read_csv(con, path, kind, names, types)):
+                # a count that differs (blank lines) differs as text too: split into lines
+                rel = _csv_rel(con, kind, names, expected)
                 if rel is not None:
                     text = _csv_raw_text(con, path, kind, names, expected)
                     return _Raw(rel, trim, frozenset(types), text)
-            rel = _csv_raw(con, path, kind, names, expected)
-            if rel is not None:
+            elif (rel := _csv_raw(con, path, kind, names, expected)) is not None:
                 return _Raw(rel, trim)
         # one thread splits the text into lines; the checks then run in parallel over the table
         con.execute(
