@@ -526,29 +526,33 @@ def _load(
     raw = _load_raw(con, path, kind, typed=True)
     checked = f"_checked_{table}"
     con.execute(f"CREATE OR REPLACE TABLE {checked} AS {checked_sql(raw)}")
-    if (
-        raw.as_text is not None
-        and con.execute(f"SELECT 1 FROM {checked} WHERE reason IS NOT NULL LIMIT 1").fetchall()
-    ):
+    read, ok = _counts(con, checked)
+    if raw.as_text is not None and ok < read:
         raw = raw.as_text()
         con.execute(f"CREATE OR REPLACE TABLE {checked} AS {checked_sql(raw)}")
+        read, ok = _counts(con, checked)
     _ensure_rejects(con)
     con.execute(
         f"CREATE OR REPLACE VIEW {table} AS {select_ok} FROM {checked} WHERE reason IS NULL"
     )
-    con.execute(
-        f"INSERT INTO {REJECTS_TABLE} SELECT ?, line, reason FROM {checked} "
-        "WHERE reason IS NOT NULL ORDER BY line",
-        [str(path)],
-    )
+    if ok < read:
+        con.execute(
+            f"INSERT INTO {REJECTS_TABLE} SELECT ?, line, reason FROM {checked} "
+            "WHERE reason IS NOT NULL ORDER BY line",
+            [str(path)],
+        )
+    con.execute(f"DROP TABLE IF EXISTS {_LINES}")
+    con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
+    return FileLoad(kind, path, table, read, ok, read - ok)
+
+
+def _counts(con: duckdb.DuckDBPyConnection, checked: str) -> tuple[int, int]:
+    """(records, accepted records) of a checked table."""
     row = con.execute(
         f"SELECT COUNT(*), COUNT(*) FILTER (WHERE reason IS NULL) FROM {checked}"
     ).fetchone()
     assert row is not None
-    con.execute(f"DROP TABLE IF EXISTS {_LINES}")
-    con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
-    read, ok = int(row[0]), int(row[1])
-    return FileLoad(kind, path, table, read, ok, read - ok)
+    return int(row[0]), int(row[1])
 
 
 def _id(col: str) -> str:
