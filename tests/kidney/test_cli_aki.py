@@ -53,7 +53,7 @@ def test_example_results_columns_order_and_stages(tmp_path: Path) -> None:
     assert by[("P2-ratio", "2024-03-06T06:00:00Z")]["kdigo_stage"] == "3"
     r = by[("P3-median", "2024-03-10T09:00:00Z")]
     assert (r["baseline_umol_l"], r["baseline_source"], r["kdigo_stage"]) == (
-        "75.0", "median-8-365d", "2"
+        "75.00", "median-8-365d", "2"
     )  # fmt: skip
     assert by[("P4-rrt", "2024-03-03T07:00:00Z")]["kdigo_reason"].startswith("RRT started")
     assert by[("P5-no-history", "2024-03-05T10:00:00Z")]["kdigo_stage"] == "0"  # +01:00 -> UTC
@@ -109,7 +109,7 @@ def test_rejects_file_and_summary_never_stop_the_run(tmp_path: Path) -> None:
     code, _, err = run("--creatinine", str(c), "--out", str(out), "--rejects", str(rej))
     assert code == 0
     _, rows = read(out)
-    assert [r["creatinine_umol_l"] for r in rows] == ["80.0", "114.92"]
+    assert [r["creatinine_umol_l"] for r in rows] == ["80.00", "114.92"]
     assert rows[1]["kdigo_stage"] == "1"
     cols, rejected = read(rej)
     assert cols == ["file", "line", "reason"]
