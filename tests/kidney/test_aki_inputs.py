@@ -491,3 +491,18 @@ def test_fast_path_keeps_a_clean_file_and_rereads_one_with_a_reject(
     load = load_creatinine(con, blank)
     assert (load.read, load.accepted) == (2, 1)
     assert [line for line, _ in rejects(con)] == [4]
+
+
+def test_two_files_of_a_kind_load_into_two_tables(tmp_path: Path) -> None:
+    """A clean fast-path file's table reads the file's own rows (kept per table), so a second
+    file of the same kind loaded into another table leaves the first as it was."""
+    one = write(tmp_path, "c1.csv", HEADERS["creatinine"] + "\na,2024-01-01T10:00:00Z,1.2,mg/dL\n")
+    two = write(tmp_path, "c2.csv", HEADERS["creatinine"] + "\nb,2024-01-02T10:00:00Z,80,umol/L\n")
+    con = connect()
+    load_creatinine(con, one, table="c1")
+    load_creatinine(con, two, table="c2")
+    assert con.execute("SELECT patient_id, value FROM c1").fetchall() == [("a", 1.2)]
+    assert con.execute("SELECT patient_id, value FROM c2").fetchall() == [("b", 80.0)]
+    # loading again into the first table replaces its rows
+    load_creatinine(con, two, table="c1")
+    assert con.execute("SELECT patient_id FROM c1").fetchall() == [("b",)]

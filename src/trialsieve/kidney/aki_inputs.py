@@ -287,19 +287,20 @@ def _csv_raw(
     kind: str,
     names: list[str],
     expected: int,
+    raw: str,
     typed: dict[str, str] | None = None,
 ) -> str | None:
     """:func:`_read_csv` then :func:`_csv_rel`: the relation of the file's rows, or None."""
-    if not _read_csv(con, path, kind, names, typed or {}):
+    if not _read_csv(con, path, names, raw, typed or {}):
         return None
-    return _csv_rel(con, kind, names, expected)
+    return _csv_rel(con, kind, names, expected, raw)
 
 
 def _read_csv(
-    con: duckdb.DuckDBPyConnection, path: Path, kind: str, names: list[str], typed: dict[str, str]
+    con: duckdb.DuckDBPyConnection, path: Path, names: list[str], raw: str, typed: dict[str, str]
 ) -> bool:
-    """Read a file with DuckDB's ``read_csv`` into the temporary table ``raw_<kind>``; False
-    (and no table) when the reader raises (ragged row, bad UTF-8, long line, and with ``typed``
+    """Read a file with DuckDB's ``read_csv`` into the table ``raw``; False (and no table) when
+    the reader raises (ragged row, bad UTF-8, long line, and with ``typed``
     a value that does not parse).
 
     Every line after the header must be one record with exactly ``len(names)`` fields (strict
@@ -314,11 +315,10 @@ def _read_csv(
     col_type = {names.index(c): t for c, t in typed.items()}
     types = ", ".join(f"'c{i}': '{col_type.get(i, 'VARCHAR')}'" for i in range(n))
     stamp = f", timestampformat = {quote(_CANONICAL_UTC)}" if typed else ""
-    raw = f"raw_{kind}"
     con.execute("SET preserve_insertion_order = true")
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {raw} AS SELECT *
+            f"""CREATE OR REPLACE TABLE {raw} AS SELECT *
 FROM read_csv(?, header = false, skip = 1, delim = ',', quote = '', escape = '',
   auto_detect = false, columns = {{{types}}}, strict_mode = true, null_padding = false{stamp})""",
             [str(path)],
@@ -330,14 +330,13 @@ FROM read_csv(?, header = false, skip = 1, delim = ',', quote = '', escape = '',
 
 
 def _csv_rel(
-    con: duckdb.DuckDBPyConnection, kind: str, names: list[str], expected: int
+    con: duckdb.DuckDBPyConnection, kind: str, names: list[str], expected: int, raw: str
 ) -> str | None:
     """The relation of the rows :func:`_read_csv` read, line = position + 2; None (and the
     table dropped) when it holds another number of records than ``expected``: the reader skips
     blank lines, which would shift the line numbers (such a file is split into lines)."""
     required, optional = LAYOUTS[kind]
     n = len(names)
-    raw = f"raw_{kind}"
     row = con.execute(f"SELECT COUNT(*), MIN(rowid), MAX(rowid) FROM {raw}").fetchone()
     if row is None or row[0] != expected or (expected and (row[1], row[2]) != (0, expected - 1)):
         con.execute(f"DROP TABLE {raw}")
@@ -361,7 +360,7 @@ def _typed_columns(kind: str, names: list[str]) -> dict[str, str]:
     return {c: t for c, t in _TYPED.get(kind, {}).items() if c in names}
 
 
-def _read_ahead(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> dict[str, str]:
+def _read_ahead(con: duckdb.DuckDBPyConnection, path: Path, kind: str, raw: str) -> dict[str, str]:
     """Start the typed read of a creatinine or urine file before its bytes are checked; the
     typed columns it read with (empty when it did not read).
 
@@ -381,7 +380,7 @@ def _read_ahead(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> dict[s
     required, _ = LAYOUTS[kind]
     if not typed or any(c not in names for c in required):
         return {}
-    return typed if _read_csv(con, path, kind, names, typed) else {}
+    return typed if _read_csv(con, path, names, raw, typed) else {}
 
 
 @dataclass(frozen=True)
@@ -396,6 +395,8 @@ class _Raw:
     #: for a typed read: the same file read again with every column as text (the file's checks
     #: are not repeated: a file ``read_csv`` read typed, it reads as text)
     as_text: Callable[[], _Raw] | None = None
+    #: the database table ``rel`` reads, when it reads one (not the cursor's lines table)
+    table: str | None = None
 
 
 #: the fast path of a clean file (:func:`_load`): read_csv parses these columns itself (times
@@ -422,18 +423,23 @@ def _check_header(names: list[str], path: Path, kind: str) -> None:
 
 
 def _load_raw(
-    con: duckdb.DuckDBPyConnection, path: Path, kind: str, *, typed: bool = False
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    kind: str,
+    *,
+    typed: bool = False,
+    raw: str | None = None,
 ) -> _Raw:
     """The records of ``path`` as a relation, and whether values need trimming.
 
     Columns: line, n_fields, n_header, then the layout columns as text. Plain files
-    (:func:`_plain_lines`, the usual case) are read by DuckDB: with ``read_csv`` into a table
-    ``raw_<kind>`` when :func:`_csv_raw` succeeds, else split into lines (a subquery over the
-    lines table); others (quoted fields, lone carriage returns) go through Python's :mod:`csv`
-    in chunks into the table ``raw_<kind>``. All give the same rows (an empty field may be NULL
-    instead of ''; every check treats both as blank). Trimming is skipped for an ASCII file
-    without a space (TRIM would change nothing). Sets the session time zone of ``con`` to UTC:
-    offset-less times are UTC (module docstring).
+    (:func:`_plain_lines`, the usual case) are read by DuckDB: with ``read_csv`` into the table
+    ``raw`` (default ``raw_<kind>``) when :func:`_csv_raw` succeeds, else split into lines (a
+    subquery over the cursor's lines table); others (quoted fields, lone carriage returns) go
+    through Python's :mod:`csv` in chunks into the table ``raw``. All give the same rows (an
+    empty field may be NULL instead of ''; every check treats both as blank). Trimming is
+    skipped for an ASCII file without a space (TRIM would change nothing). Sets the session time
+    zone of ``con`` to UTC: offset-less times are UTC (module docstring).
 
     With ``typed``, a file that ``read_csv`` can read and that needs no trimming is read with
     the columns of :data:`_TYPED` parsed by the reader (:attr:`_Raw.typed`); when a value does
@@ -441,11 +447,12 @@ def _load_raw(
     (:func:`_read_ahead`) and is dropped when they choose another way.
     """
     session(con)
-    ahead = _read_ahead(con, path, kind) if typed else {}
+    raw = raw or f"raw_{kind}"
+    ahead = _read_ahead(con, path, kind, raw) if typed else {}
     try:
         data = _read_bytes(path, kind)
     except AkiInputError:
-        con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
+        con.execute(f"DROP TABLE IF EXISTS {raw}")
         raise
     header = _header(data)
     if data in (b"", codecs.BOM_UTF8):
@@ -459,20 +466,20 @@ def _load_raw(
     # files with a trailing comma or mixed line ends take the line-splitting path below
     by_csv = plain and _uniform_line_ends(data) and not _trailing_comma(data)
     if ahead and (ahead != types or not by_csv):
-        con.execute(f"DROP TABLE raw_{kind}")  # the checks chose another way
+        con.execute(f"DROP TABLE {raw}")  # the checks chose another way
         ahead = {}
     if plain:
         _check_header(names, path, kind)
         if by_csv:
             expected = _records_after_header(data)
-            if types and (ahead or _read_csv(con, path, kind, names, types)):
+            if types and (ahead or _read_csv(con, path, names, raw, types)):
                 # a count that differs (blank lines) differs as text too: split into lines
-                rel = _csv_rel(con, kind, names, expected)
+                rel = _csv_rel(con, kind, names, expected, raw)
                 if rel is not None:
-                    text = _csv_raw_text(con, path, kind, names, expected)
-                    return _Raw(rel, trim, frozenset(types), text)
-            elif (rel := _csv_raw(con, path, kind, names, expected)) is not None:
-                return _Raw(rel, trim)
+                    text = _csv_raw_text(con, path, kind, names, expected, raw)
+                    return _Raw(rel, trim, frozenset(types), text, raw)
+            elif (rel := _csv_raw(con, path, kind, names, expected, raw)) is not None:
+                return _Raw(rel, trim, table=raw)
         # one thread splits the text into lines; the checks then run in parallel over the table
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {_LINES} AS "
@@ -481,26 +488,32 @@ def _load_raw(
             [str(path)],
         )
         return _Raw(f"({_plain_raw_sql(kind, names)})", trim)
-    raw = f"raw_{kind}"
     _create_raw(con, raw, kind)
     for chunk in _chunks(path, kind):
         if chunk.num_rows:
             con.register("_aki_chunk", chunk)
             con.execute(f"INSERT INTO {raw} BY NAME SELECT * FROM _aki_chunk")
             con.unregister("_aki_chunk")
-    return _Raw(raw, trim)
+    return _Raw(raw, trim, table=raw)
 
 
 def _csv_raw_text(
-    con: duckdb.DuckDBPyConnection, path: Path, kind: str, names: list[str], expected: int
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    kind: str,
+    names: list[str],
+    expected: int,
+    raw: str,
 ) -> Callable[[], _Raw]:
     """The text read of a file that :func:`_csv_raw` read typed (``_Raw.as_text``)."""
 
     def read() -> _Raw:
-        rel = _csv_raw(con, path, kind, names, expected)
+        rel = _csv_raw(con, path, kind, names, expected, raw)
         # read_csv read every field typed, so it reads them as text (no trimming: only a file
         # that needs none is read typed); were it ever to fail, the bytes decide the way
-        return _Raw(rel, trim=False) if rel is not None else _load_raw(con, path, kind)
+        if rel is None:
+            return _load_raw(con, path, kind, raw=raw)
+        return _Raw(rel, trim=False, table=raw)
 
     return read
 
@@ -513,9 +526,15 @@ def _load(
     checked_sql: Callable[[_Raw], str],
     select_ok: str,
 ) -> FileLoad:
-    """Read ``path`` (:func:`_load_raw`), run the checks ``checked_sql(raw)`` (rows with a
-    ``reason``) into the table ``_checked_<table>`` once, copy its rejected rows to the rejects
-    table and make ``table`` a view of its accepted rows (``select_ok``).
+    """Read ``path`` (:func:`_load_raw`), check its records (``checked_sql(raw)``: rows with a
+    ``reason`` when rejected) and make ``table`` a view of its accepted rows (``select_ok``);
+    copy the rejected rows to the rejects table.
+
+    A file read with its values parsed by the reader (the fast path below) and without rejects
+    keeps its table ``_raw_<table>``, and ``table`` reads it through the checks, which are then
+    cheap projections: cheaper than storing every row once more. Otherwise the checked rows are
+    stored once, in the table ``_checked_<table>`` (the text checks parse times and numbers:
+    once, for every later scan).
 
     The file is first read with its times and numbers parsed by the reader (:data:`_TYPED`, the
     fast path); when the checks then reject any record, it is read again as text, so that every
@@ -523,15 +542,17 @@ def _load(
     reader parses exactly the texts that :func:`_trimmed` parses, to the same values (tested
     value by value in ``tests/kidney/test_aki_inputs.py``).
     """
-    raw = _load_raw(con, path, kind, typed=True)
+    raw = _load_raw(con, path, kind, typed=True, raw=f"_raw_{table}")
+    _ensure_rejects(con)
+    if raw.as_text is not None:
+        read, ok = _counts(con, f"({checked_sql(raw)})")
+        if ok == read:
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS {select_ok} FROM ({checked_sql(raw)})")
+            return FileLoad(kind, path, table, read, ok, 0)
+        raw = raw.as_text()
     checked = f"_checked_{table}"
     con.execute(f"CREATE OR REPLACE TABLE {checked} AS {checked_sql(raw)}")
     read, ok = _counts(con, checked)
-    if raw.as_text is not None and ok < read:
-        raw = raw.as_text()
-        con.execute(f"CREATE OR REPLACE TABLE {checked} AS {checked_sql(raw)}")
-        read, ok = _counts(con, checked)
-    _ensure_rejects(con)
     con.execute(
         f"CREATE OR REPLACE VIEW {table} AS {select_ok} FROM {checked} WHERE reason IS NULL"
     )
@@ -542,12 +563,13 @@ def _load(
             [str(path)],
         )
     con.execute(f"DROP TABLE IF EXISTS {_LINES}")
-    con.execute(f"DROP TABLE IF EXISTS raw_{kind}")
+    if raw.table is not None:
+        con.execute(f"DROP TABLE {raw.table}")
     return FileLoad(kind, path, table, read, ok, read - ok)
 
 
 def _counts(con: duckdb.DuckDBPyConnection, checked: str) -> tuple[int, int]:
-    """(records, accepted records) of a checked table."""
+    """(records, accepted records) of checked rows (a table or a parenthesised query)."""
     row = con.execute(
         f"SELECT COUNT(*), COUNT(*) FILTER (WHERE reason IS NULL) FROM {checked}"
     ).fetchone()
