@@ -76,7 +76,8 @@ def _summary_sql(has_urine: bool, has_rrt: bool) -> str:
         "CASE kdigo_by WHEN 'creatinine' THEN 0 ELSE 2 END AS prio "
         "FROM staged WHERE kdigo_stage >= 1"
     ]
-    ids = ["SELECT patient_id FROM creat"]
+    # the creatinine patients are those of ``nhs`` below (staged has every accepted result)
+    ids = ["SELECT patient_id FROM nhs"]
     if has_urine:
         events.append(
             "SELECT patient_id, stage_time AS t, stage, 'urine' AS src, 1 AS prio "
@@ -88,6 +89,7 @@ def _summary_sql(has_urine: bool, has_rrt: bool) -> str:
         ids.append("SELECT patient_id FROM rrt")
     return f"""
 WITH ev AS ({" UNION ALL ".join(events)}),
+nhs AS (SELECT patient_id, MAX(nhs_stage) AS max_nhs FROM staged GROUP BY patient_id),
 ids AS ({" UNION ".join(ids)}),
 ranked AS (
   SELECT ev.*, MAX(stage) OVER (PARTITION BY patient_id) AS max_stage,
@@ -98,8 +100,7 @@ per AS (
   SELECT patient_id, MAX(stage) AS max_stage, MIN(t) AS first_aki,
     MIN(CASE WHEN stage = max_stage AND rn = 1 THEN src END) AS max_by
   FROM ranked GROUP BY patient_id
-),
-nhs AS (SELECT patient_id, MAX(nhs_stage) AS max_nhs FROM staged GROUP BY patient_id)
+)
 SELECT ids.patient_id, COALESCE(per.max_stage, 0) AS max_kdigo_stage,
   strftime(per.first_aki, {_ISO}) AS first_aki_time, per.max_by AS max_stage_by,
   nhs.max_nhs AS max_nhs_stage
