@@ -288,10 +288,10 @@ def _csv_raw(
     names: list[str],
     expected: int,
     raw: str,
-    typed: dict[str, str] | None = None,
 ) -> str | None:
-    """:func:`_read_csv` then :func:`_csv_rel`: the relation of the file's rows, or None."""
-    if not _read_csv(con, path, names, raw, typed or {}):
+    """:func:`_read_csv` as text then :func:`_csv_rel`: the relation of the file's rows, or
+    None."""
+    if not _read_csv(con, path, names, raw, {}):
         return None
     return _csv_rel(con, kind, names, expected, raw)
 
@@ -476,8 +476,17 @@ def _load_raw(
                 # a count that differs (blank lines) differs as text too: split into lines
                 rel = _csv_rel(con, kind, names, expected, raw)
                 if rel is not None:
-                    text = _csv_raw_text(con, path, kind, names, expected, raw)
-                    return _Raw(rel, trim, frozenset(types), text, raw)
+
+                    def as_text() -> _Raw:
+                        # read_csv read every field typed, so it reads them as text (no
+                        # trimming: only a file that needs none is read typed); were it ever
+                        # to fail, the bytes decide the way
+                        text = _csv_raw(con, path, kind, names, expected, raw)
+                        if text is None:
+                            return _load_raw(con, path, kind, raw=raw)
+                        return _Raw(text, trim=False, table=raw)
+
+                    return _Raw(rel, trim, frozenset(types), as_text, raw)
             elif (rel := _csv_raw(con, path, kind, names, expected, raw)) is not None:
                 return _Raw(rel, trim, table=raw)
         # one thread splits the text into lines; the checks then run in parallel over the table
@@ -495,27 +504,6 @@ def _load_raw(
             con.execute(f"INSERT INTO {raw} BY NAME SELECT * FROM _aki_chunk")
             con.unregister("_aki_chunk")
     return _Raw(raw, trim, table=raw)
-
-
-def _csv_raw_text(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    kind: str,
-    names: list[str],
-    expected: int,
-    raw: str,
-) -> Callable[[], _Raw]:
-    """The text read of a file that :func:`_csv_raw` read typed (``_Raw.as_text``)."""
-
-    def read() -> _Raw:
-        rel = _csv_raw(con, path, kind, names, expected, raw)
-        # read_csv read every field typed, so it reads them as text (no trimming: only a file
-        # that needs none is read typed); were it ever to fail, the bytes decide the way
-        if rel is None:
-            return _load_raw(con, path, kind, raw=raw)
-        return _Raw(rel, trim=False, table=raw)
-
-    return read
 
 
 def _load(
