@@ -7,6 +7,7 @@ screening engine.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 
@@ -51,6 +52,12 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="More logging (-v INFO, -vv DEBUG).")
 def cli(verbose: int) -> None:
     """trialsieve: screen hospital data against clinical-trial protocols."""
+    # Click has imported the subcommand's module (and DuckDB with it) before this callback: those
+    # objects live until exit, so move them out of the cyclic collector's generations; no later
+    # collection traverses them again, nor the one at exit (~15 ms with DuckDB's package loaded).
+    # Once per process (a test process invokes the CLI many times; frozen cycles are never freed).
+    if not gc.get_freeze_count():
+        gc.freeze()
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
