@@ -503,6 +503,15 @@ def test_two_files_of_a_kind_load_into_two_tables(tmp_path: Path) -> None:
     load_creatinine(con, two, table="c2")
     assert con.execute("SELECT patient_id, value FROM c1").fetchall() == [("a", 1.2)]
     assert con.execute("SELECT patient_id, value FROM c2").fetchall() == [("b", 80.0)]
-    # loading again into the first table replaces its rows
+    # loading again into the first table replaces its rows, whichever way each load took
     load_creatinine(con, two, table="c1")
     assert con.execute("SELECT patient_id FROM c1").fetchall() == [("b",)]
+    bad = write(
+        tmp_path,
+        "c3.csv",
+        HEADERS["creatinine"] + "\nc,2024-01-03T10:00:00Z,1,mg/dL\nd,x,1,mg/dL\n",
+    )
+    assert load_creatinine(con, bad, table="c1").rejected == 1  # stored checked
+    assert con.execute("SELECT patient_id FROM c1").fetchall() == [("c",)]
+    load_creatinine(con, one, table="c1")  # clean again: a view over its read
+    assert con.execute("SELECT patient_id FROM c1").fetchall() == [("a",)]

@@ -532,13 +532,14 @@ def _load(
     """
     raw = _load_raw(con, path, kind, typed=True, raw=f"_raw_{table}")
     _ensure_rejects(con)
+    checked = f"_checked_{table}"
     if raw.as_text is not None:
         read, ok = _counts(con, f"({checked_sql(raw)})")
         if ok == read:
             con.execute(f"CREATE OR REPLACE VIEW {table} AS {select_ok} FROM ({checked_sql(raw)})")
+            con.execute(f"DROP TABLE IF EXISTS {checked}")  # an earlier load's
             return FileLoad(kind, path, table, read, ok, 0)
         raw = raw.as_text()
-    checked = f"_checked_{table}"
     con.execute(f"CREATE OR REPLACE TABLE {checked} AS {checked_sql(raw)}")
     read, ok = _counts(con, checked)
     con.execute(
