@@ -261,9 +261,10 @@ def _has(data: bytes, needle: bytes) -> bool:
 
 def _uniform_line_ends(data: bytes) -> bool:
     """True when the lines of ``data`` all end alike (all ``\\n`` or all ``\\r\\n``): DuckDB's
-    ``read_csv`` reads one line end per file. (Blank lines, which it skips, are found by the
-    record count, :func:`_csv_rel`.)"""
-    return b"\r" not in data or data.count(b"\r\n") == data.count(b"\n")
+    ``read_csv`` reads one line end per file. For data without a lone carriage return
+    (:func:`_plain_lines`: every ``\\r`` starts a ``\\r\\n``), so one-byte counts suffice.
+    (Blank lines, which the reader skips, are found by the record count, :func:`_csv_rel`.)"""
+    return b"\r" not in data or data.count(b"\r") == data.count(b"\n")
 
 
 def _trailing_comma(data: bytes) -> bool:
@@ -534,9 +535,10 @@ def _load(
     _ensure_rejects(con)
     checked = f"_checked_{table}"
     if raw.as_text is not None:
-        read, ok = _counts(con, f"({checked_sql(raw)})")
+        rows = checked_sql(raw)
+        read, ok = _counts(con, f"({rows})")
         if ok == read:
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS {select_ok} FROM ({checked_sql(raw)})")
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS {select_ok} FROM ({rows})")
             con.execute(f"DROP TABLE IF EXISTS {checked}")  # an earlier load's
             return FileLoad(kind, path, table, read, ok, 0)
         raw = raw.as_text()
