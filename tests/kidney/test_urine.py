@@ -466,6 +466,45 @@ def test_property_row_order_invariant_and_matches_reference(series, weights, see
     assert _stages(con) == first
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    starts=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(-3, 12)), max_size=12),
+    weights=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(-4, 12),  # several at one instant, before, between and after the starts
+            st.sampled_from([50.0, 70.0, 80.5, 0.0, -1.0, None]),
+        ),
+        max_size=10,
+    ),
+)
+def test_property_weight_is_latest_at_or_before_start(starts, weights) -> None:
+    """Each period's weight and its time: the latest usable weight charted at or before the
+    period start (the mean of those charted at that instant), as the plain-Python reference."""
+    urine: list[Period] = [(pid, T0 + h * H, T0 + (h + 1) * H, 35.0) for pid, h in starts]
+    wts: list[Weight] = [(pid, T0 + h * H, kg) for pid, h, kg in weights]
+    con = _prop_con()
+    _load(con, urine, wts)
+    got = sorted(
+        con.execute(
+            f'SELECT patient_id, "start", weight_kg, weight_time '
+            f"FROM ({urine_rates_sql('urine', 'weights')})"
+        ).fetchall(),
+        key=lambda r: (r[0], r[1]),
+    )
+    by_pid: dict[str, list[tuple[datetime, float | None]]] = defaultdict(list)
+    for pid, t, kg in wts:
+        by_pid[pid].append((t, kg))
+    want = []
+    for pid, start, _end, _vol in sorted(urine, key=lambda r: (r[0], r[1])):
+        usable = [t for t, kg in by_pid[pid] if t <= start and kg is not None and kg > 0]
+        want.append((pid, start, _ref_weight(by_pid[pid], start), max(usable, default=None)))
+    assert len(got) == len(want)
+    for (gp, gs, gkg, gt), (wp, ws, wkg, wt) in zip(got, want, strict=True):
+        assert (gp, gs, gt) == (wp, ws, wt)
+        assert gkg == pytest.approx(wkg) if wkg is not None else gkg is None
+
+
 # --- real data: MIMIC-III demo OUTPUTEVENTS + INPUTEVENTS_MV weights -------------------------
 
 # Urine output items (mimic-code concepts/fluid_balance/urine_output.sql), without the GU irrigant

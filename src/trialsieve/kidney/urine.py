@@ -142,12 +142,15 @@ def _whole_seconds(hours: float) -> int:
 
 
 def _rates_ctes(urine: str, weights: str, carry: Sequence[str], *, uid: bool = True) -> str:
-    """CTEs ``_u`` (input + uid), ``_wsel`` (chosen weight) and ``_rates`` (one row per period).
+    """CTEs ``_u`` (input + uid), ``_wsel`` (each weight's validity) and ``_rates`` (one row per
+    period).
 
     The weight is an as-of join written portably: the weights averaged per instant (several
-    charted at the same instant), then among those at or before the start the latest one
-    (``ARG_MAX`` by time, unique per patient after the averaging; Spark ``MAX_BY``), once per
-    distinct (patient, start). ``uid`` (a ROW_NUMBER, one more sort) only when asked for.
+    charted at the same instant, so their times are unique per patient), each valid from its
+    time until the patient's next weight (``LEAD``); a period takes the one weight valid at its
+    start, i.e. the latest at or before it: one join, no grouping of the periods
+    (``tests/kidney/test_urine.py`` checks it against a plain-Python reference). ``uid`` (a
+    ROW_NUMBER, one more sort) only when asked for.
     """
     taken = set(RATE_COLUMNS)
     for c in carry:
@@ -180,11 +183,9 @@ _wagg AS (
     GROUP BY patient_id, t
 ),
 _wsel AS (
-    SELECT s.patient_id, s."start", MAX(w.t) AS weight_time,
-        ARG_MAX(w.weight_kg, w.t) AS weight_kg
-    FROM (SELECT DISTINCT patient_id, "start" FROM _u) AS s
-    JOIN _wagg AS w ON w.patient_id = s.patient_id AND w.t <= s."start"
-    GROUP BY s.patient_id, s."start"
+    SELECT patient_id, t AS weight_time, weight_kg,
+        LEAD(t) OVER (PARTITION BY patient_id ORDER BY t) AS next_time
+    FROM _wagg
 ),
 _rates AS (
     SELECT
@@ -205,7 +206,8 @@ _rates AS (
             ELSE u.volume_ml = 0
         END AS anuric{extra_out}
     FROM _u AS u
-    LEFT JOIN _wsel AS ws ON ws.patient_id = u.patient_id AND ws."start" = u."start"
+    LEFT JOIN _wsel AS ws ON ws.patient_id = u.patient_id AND ws.weight_time <= u."start"
+        AND (u."start" < ws.next_time OR ws.next_time IS NULL)
 )"""
 
 
