@@ -391,6 +391,8 @@ def to_spark_sql(sql: str) -> str:
       ``transform(sort_array(collect_list(struct(k..., x)), asc), e -> e.v)``; the compiler always
       orders by keys that identify the item, so both engines give the same list.
     - ``list_slice(l, a, b)`` -> ``slice(l, a, b - a + 1)``.
+    - ``row_number() OVER ()`` (any unique row number: Spark refuses a row number without an
+      order) -> ``monotonically_increasing_id()``, unique too, in a table stored once.
     """
     import sqlglot
     from sqlglot import exp
@@ -412,6 +414,13 @@ def to_spark_sql(sql: str) -> str:
         )
 
     def rewrite(node: exp.Expression) -> exp.Expression:
+        if (
+            isinstance(node, exp.Window)
+            and isinstance(node.this, exp.RowNumber)
+            and not node.args.get("partition_by")
+            and not node.args.get("order")
+        ):
+            return exp.Anonymous(this="MONOTONICALLY_INCREASING_ID", expressions=[])
         if isinstance(node, exp.Median):
             return exp.Anonymous(
                 this="PERCENTILE", expressions=[node.this, exp.Literal.number(0.5)]

@@ -1,0 +1,23 @@
+"""The DuckDB -> Spark SQL transpilation's rewrites (``screen.backend.to_spark_sql``); the parity
+tests (``test_spark_parity.py``) run the rewritten statements on Spark itself."""
+
+from __future__ import annotations
+
+from trialsieve.screen.backend import to_spark_sql
+
+
+def test_a_row_number_without_order_becomes_a_unique_id() -> None:
+    sql = to_spark_sql(
+        "SELECT row_number() OVER () AS rid, row_number() OVER (ORDER BY x) AS r, "
+        "row_number() OVER (PARTITION BY y ORDER BY x) AS q FROM t"
+    )
+    assert "MONOTONICALLY_INCREASING_ID() AS rid" in sql
+    # an ordered row number stays one
+    assert "ROW_NUMBER() OVER (ORDER BY x NULLS LAST) AS r" in sql
+    assert "ROW_NUMBER() OVER (PARTITION BY y ORDER BY x NULLS LAST) AS q" in sql
+
+
+def test_median_and_list_slice() -> None:
+    sql = to_spark_sql("SELECT median(v) OVER (PARTITION BY p) AS m, list_slice(l, 2, 4) FROM t")
+    assert "PERCENTILE(v, 0.5) OVER (PARTITION BY p)" in sql
+    assert "SLICE(l, 2, 4 - 2 + 1)" in sql
