@@ -83,6 +83,35 @@ def test_lab_open_world_and_window_edge(make_store: MakeStore) -> None:
     assert got["evidence"][0]["source"] == rows[1]["source"]
 
 
+@pytest.mark.parametrize("agg", ["latest", "max"])
+def test_results_of_the_same_instant_are_told_apart_by_their_evidence(
+    make_store: MakeStore, agg: str
+) -> None:
+    """Two results charted at one instant (two sources): the rule shows the first by its
+    evidence (source, code, value, unit, note, each descending: ``sql.tie_order``), whatever
+    order they were stored in; for ``max`` only among equal values."""
+    rule = {"lab": {"analyte": "potassium", "window": {"days": 30}, "agg": agg, "op": ">",
+                    "value": 5.5, "unit": "mmol/L"}}  # fmt: skip
+    at = AS_OF - dt.timedelta(days=2)
+    same = 6.0 if agg == "max" else None
+    rows = [
+        lab("p", "potassium", same or 5.0, "mmol/L", start_time=at, source="lab/a"),
+        lab("p", "potassium", same or 6.0, "mmol/L", start_time=at, source="lab/b"),
+    ]
+    for order in (rows, rows[::-1]):
+        got = one(make_store, rule, order)
+        assert got["evidence"][0]["source"] == "lab/b"
+        assert got["verdict"] == "met"
+    # the source decides before the value: "lab/b" with 5.0 is shown, not "lab/a" with 6.0
+    if agg == "latest":
+        rows = [
+            lab("p", "potassium", 6.0, "mmol/L", start_time=at, source="lab/a"),
+            lab("p", "potassium", 5.0, "mmol/L", start_time=at, source="lab/b"),
+        ]
+        got = one(make_store, rule, rows)
+        assert (got["verdict"], got["evidence"][0]["value"]) == ("not_met", pytest.approx(5.0))
+
+
 def test_every_value_in_window(make_store: MakeStore) -> None:
     rule = {"lab": {"analyte": "urine_protein_24h", "window": {"days": 90}, "agg": "every",
                     "op": ">=", "value": 3.5, "unit": "g/(24.h)"}}  # fmt: skip

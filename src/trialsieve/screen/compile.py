@@ -52,6 +52,7 @@ from trialsieve.screen.sql import (
     lit,
     parse_window,
     round_half_up,
+    tie_order,
 )
 from trialsieve.sqltext import escape
 
@@ -466,7 +467,7 @@ class Compiler:
         rule_text: str,
         missing: str,
     ) -> Verdicts:
-        """Aggregate rows (patient_id, t, val, cmp, lim, pass BOOLEAN, ev1, ord) into verdicts;
+        """Aggregate rows (patient_id, t, val, cmp, lim, pass BOOLEAN, ev1) into verdicts;
         ``cmp`` is the comparator when ``val`` is a reported bound (screen.bounds), else NULL,
         ``pass`` (``val op lim``) is NULL when the bound leaves the rule open.
 
@@ -474,10 +475,11 @@ class Compiler:
         the true extreme lies in (:func:`_extreme_of_bounds`), decided only when every value
         in it agrees; the result shown is the one with the extreme reported number, as without
         bounds."""
+        # results of the same instant: by their evidence (tie_order)
         order = {
-            "latest": "t DESC, ord",
-            "min": "val ASC, t DESC, ord",
-            "max": "val DESC, t DESC, ord",
+            "latest": f"t DESC, {tie_order('ev1')}",
+            "min": f"val ASC, t DESC, {tie_order('ev1')}",
+            "max": f"val DESC, t DESC, {tie_order('ev1')}",
         }
         show = (
             f"'{escape(label)} ' || COALESCE(cmp, '') || {fmt_num('val')} || ' {escape(unit)} on ' "
@@ -581,8 +583,8 @@ class Compiler:
         note = reported_as_sql(note, "e.cmp", "e.value_text")
         rows = (
             f"SELECT patient_id, t, val, cmp, lim, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
-            f"ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
-            f"e.event_id AS ord, e.cmp, {limit} AS lim, {event_evidence('e', note)} AS ev1 "
+            f"ev1 FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
+            f"e.cmp, {limit} AS lim, {event_evidence('e', note)} AS ev1 "
             f"FROM (SELECT *, {comparator_sql('e.value_text')} AS cmp FROM events e "
             f"WHERE e.analyte = {lit(analyte)} AND e.value IS NOT NULL "
             f"AND {w.contains('e.start_time', self.as_of)}) e) b"
@@ -624,8 +626,8 @@ class Compiler:
         rows = (
             f"SELECT patient_id, t, val, cmp, {lit(value)} AS lim, "
             f"{compare_sql('val', 'cmp', op, lit(value))} AS pass, "
-            f"{ev} AS ev1, ord FROM (SELECT e.patient_id, e.start_time AS t, {egfr} AS val, "
-            f"e.event_id AS ord, {mapped_comparator_sql(cmp, EGFR_FROM_CREATININE)} AS cmp, "
+            f"{ev} AS ev1 FROM (SELECT e.patient_id, e.start_time AS t, {egfr} AS val, "
+            f"{mapped_comparator_sql(cmp, EGFR_FROM_CREATININE)} AS cmp, "
             f"{note} AS note, e.source, e.code_system, e.code "
             f"FROM events e JOIN pop p ON p.patient_id = e.patient_id "
             f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL "
@@ -675,21 +677,23 @@ class Compiler:
         ev = evidence_struct("source", "code", "val", "'mL/min/1.73m2'", "t", shown)
         # the eGFR and the comparator computed once per result, then compared and shown
         rows = f"""
-            SELECT patient_id, t, val, cmp, lim, ord, {compare_sql("val", "cmp", op, "lim")}
+            SELECT patient_id, t, val, cmp, lim, {compare_sql("val", "cmp", op, "lim")}
                 AS pass, {ev} AS ev1, kdigo_stage
             FROM (
               SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp, {lit(value)} AS lim,
-                     s.rid AS ord, s.kdigo_stage, {note} AS note, c.source, c.code
+                     s.kdigo_stage, {note} AS note, c.source, c.code
               FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
               JOIN {creat} c ON c.rid = s.rid
               LEFT JOIN ({below}) lb ON lb.rid = s.rid
               WHERE s.baseline_umol_l IS NOT NULL AND p.birth_date IS NOT NULL
                 AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)})"""
-        # the result of the highest KDIGO stage in the window (latest among equals)
+        # the result of the highest KDIGO stage in the window (latest among equals; results of
+        # the same instant: by their evidence)
         ranked = f"""
-            SELECT patient_id, t, val, cmp, lim, ord, pass, ev1 FROM (
+            SELECT patient_id, t, val, cmp, lim, pass, ev1 FROM (
                 SELECT *, row_number() OVER (PARTITION BY patient_id
-                    ORDER BY kdigo_stage DESC, t DESC, ord) AS rn FROM ({rows})) WHERE rn = 1"""
+                    ORDER BY kdigo_stage DESC, t DESC, {tie_order("ev1")}) AS rn FROM ({rows}))
+            WHERE rn = 1"""
         return self._numeric(
             ranked,
             op=op,

@@ -122,12 +122,17 @@ def round_half_up(expr: str, digits: int) -> str:
     return f"CAST(ROUND(CAST(CAST({expr} AS DOUBLE) AS DECIMAL(38, 6)), {digits}) AS DOUBLE)"
 
 
-def ev_list(ev: str, time: str) -> str:
-    """SQL aggregate: the evidence column ``ev`` as a list, most recent first.
+def tie_order(ev: str) -> str:
+    """SQL ORDER BY keys that order evidence items ``ev`` of the same instant by their own
+    fields (source, code, value, unit, note), so that every engine picks and lists them alike;
+    items equal in all of them read the same."""
+    return f"{ev}.source DESC, {ev}.code DESC, {ev}.value DESC, {ev}.unit DESC, {ev}.note DESC"
 
-    Ties are broken by the item's own fields so that every engine gives the same order.
-    """
-    return f"list({ev} ORDER BY {time} DESC, {ev}.source DESC, {ev}.code DESC, {ev}.note DESC)"
+
+def ev_list(ev: str, time: str) -> str:
+    """SQL aggregate: the evidence column ``ev`` as a list, most recent first (ties:
+    :func:`tie_order`)."""
+    return f"list({ev} ORDER BY {time} DESC, {tie_order(ev)})"
 
 
 def latest_text(time: str, text: str) -> str:
