@@ -649,7 +649,7 @@ class Compiler:
     ) -> Verdicts:
         baseline = str(body.get("baseline", "kdigo"))
         w = parse_window(body.get("window", {"days": self.settings.get("aki_lookback_days", 7)}))
-        stages = self.kidney.stages(baseline)
+        stages = self.kidney.stages(baseline, w)
         age = age_years_sql("p.birth_date", "s.t")
         egfr = _rounded_egfr(equation, "s.baseline_umol_l", age)
         note = (
@@ -659,7 +659,7 @@ class Compiler:
         # a creatinine reported as "<b" in the year before the result may be in the baseline's
         # window (kidney.aki reads it as b): the baseline is then at most what is shown, and its
         # eGFR at least (a back-calculated baseline is exact)
-        creat = self.kidney.creat()
+        creat = self.kidney.creat(w)
         below = (
             f"SELECT DISTINCT x.rid FROM {stages} x JOIN {creat} r "
             f"ON r.patient_id = x.patient_id AND r.cmp IN ('<', '<=') AND r.t < x.t "

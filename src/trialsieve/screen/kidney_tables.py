@@ -23,6 +23,7 @@ from trialsieve.screen.sql import (
     NOT_MET,
     OPS,
     UNKNOWN,
+    Window,
     ev_list,
     evidence_struct,
     fmt_num,
@@ -83,6 +84,7 @@ class KidneyTables:
 
     def __init__(self, backend: Backend, as_of: dt.datetime) -> None:
         self.backend = backend
+        self.as_of = as_of
         self.T = lit(as_of)
         self._made: set[str] = set()
 
@@ -92,22 +94,40 @@ class KidneyTables:
             self._made.add(name)
         return name
 
-    def creat(self) -> str:
-        """The creatinine series of the screened patients (:func:`creatinine_series_sql`),
-        stored once: its rid is only the key that joins the stages back to their results."""
-        series = creatinine_series_sql(
-            "JOIN pop p ON p.patient_id = e.patient_id", self.T, ordered_rid=False
-        )
-        return self._make("__creat", series)
+    @staticmethod
+    def _scope(w: Window) -> str:
+        """The table-name suffix of the tables made for rules over window ``w``."""
+        return "_ever" if w.span_s is None else f"_{round(w.span_s)}s"
 
-    def stages(self, baseline: str) -> str:
-        """Per-result KDIGO/NHS stages with ``baseline`` strategy (kidney.aki)."""
+    def creat(self, w: Window) -> str:
+        """The creatinine series (:func:`creatinine_series_sql`) of the screened patients with
+        a creatinine result in window ``w``, each patient's whole series up to as_of (the
+        baselines look back a year), stored once per window: a rule over the results in ``w``
+        reads no other patient's, and most of a hospital's patients have no recent creatinine
+        to stage (97 % of the synthetic population for a 7-day window). Its rid is only the
+        key that joins the stages back to their results."""
+        recent = ""
+        if w.span_s is not None:
+            recent = (
+                "SEMI JOIN (SELECT x.patient_id FROM events x WHERE x.analyte = 'creatinine' "
+                f"AND x.value IS NOT NULL AND {w.contains('x.start_time', self.as_of)}) q "
+                "ON q.patient_id = e.patient_id"
+            )
+        series = creatinine_series_sql(
+            f"JOIN pop p ON p.patient_id = e.patient_id {recent}", self.T, ordered_rid=False
+        )
+        return self._make(f"__creat{self._scope(w)}", series)
+
+    def stages(self, baseline: str, w: Window) -> str:
+        """Per-result KDIGO/NHS stages with ``baseline`` strategy (kidney.aki) of the
+        series :meth:`creat` keeps for window ``w``."""
         if baseline not in aki.BASELINES:
             raise ValueError(f"unknown baseline strategy {baseline!r} ({', '.join(aki.BASELINES)})")
-        creat = self.creat()
+        creat = self.creat(w)
         pats = self._make("__aki_patients", "SELECT patient_id, birth_date, sex FROM pop")
         windows = self._make(
-            "__creat_windows", aki.creatinine_windows_sql(creat, bounds=True, times=False)
+            f"__creat_windows{self._scope(w)}",
+            aki.creatinine_windows_sql(creat, bounds=True, times=False),
         )
         sql = aki.creatinine_stages_sql(
             creat,
@@ -118,28 +138,39 @@ class KidneyTables:
             windows=windows,
             bounds=True,
         )
-        return self._make(f"__stages_{baseline.replace('-', '_')}", sql)
+        return self._make(f"__stages_{baseline.replace('-', '_')}{self._scope(w)}", sql)
 
-    def urine(self) -> tuple[str, str]:
-        """(urine periods, weights) tables in the layout of kidney.urine."""
+    def urine(self, w: Window) -> tuple[str, str]:
+        """(urine periods, weights) tables in the layout of kidney.urine, of the screened
+        patients with a urine period ending in window ``w`` (their whole history up to as_of),
+        once per window: a run or stage reached in ``w`` ends in it (it is reached at most at
+        the run's end), and ``w`` is all the aki rule reads (:meth:`creat`)."""
+        recent = ""
+        if w.span_s is not None:
+            recent = (
+                "SEMI JOIN (SELECT x.patient_id FROM events x WHERE x.analyte = 'urine_volume' "
+                f"AND x.value IS NOT NULL AND {w.contains('x.end_time', self.as_of)}) q "
+                "ON q.patient_id = e.patient_id "
+            )
         u = self._make(
-            "__urine",
+            f"__urine{self._scope(w)}",
             'SELECT e.patient_id, e.start_time AS start, e.end_time AS "end", '
-            "e.value AS volume_ml, e.source FROM events e JOIN pop p USING (patient_id) "
+            f"e.value AS volume_ml, e.source FROM events e JOIN pop p USING (patient_id) {recent}"
             "WHERE e.analyte = 'urine_volume' AND e.value IS NOT NULL "
             f"AND e.end_time IS NOT NULL AND e.end_time <= {self.T}",
         )
-        w = self._make(
-            "__weights",
+        weights = self._make(
+            f"__weights{self._scope(w)}",
             "SELECT e.patient_id, e.start_time AS t, e.value AS weight_kg FROM events e "
-            "JOIN pop p USING (patient_id) WHERE e.analyte = 'weight' AND e.value IS NOT NULL "
-            f"AND e.start_time <= {self.T}",
+            f"JOIN pop p USING (patient_id) {recent}WHERE e.analyte = 'weight' "
+            f"AND e.value IS NOT NULL AND e.start_time <= {self.T}",
         )
-        return u, w
+        return u, weights
 
-    def urine_stages(self) -> str:
-        """KDIGO urine-output stages per period (kidney.urine), once per run."""
-        return self._make("__urine_stages", urine.urine_stages_sql(*self.urine()))
+    def urine_stages(self, w: Window) -> str:
+        """KDIGO urine-output stages per period (kidney.urine) of the :meth:`urine` tables for
+        window ``w``."""
+        return self._make(f"__urine_stages{self._scope(w)}", urine.urine_stages_sql(*self.urine(w)))
 
     # -- the aki rule node ----------------------------------------------------------------
     def aki_node(self, comp: Compiler, body: Mapping[str, Any]) -> Verdicts:
@@ -147,10 +178,10 @@ class KidneyTables:
         lookback = comp.settings.get("aki_lookback_days", 7)
         w = parse_window(body.get("onset_within", {"days": lookback}))
         baseline = str(body.get("baseline", "kdigo"))
-        hits = self._condition(body["condition"], baseline)
+        hits = self._condition(body["condition"], baseline, w)
         in_w = w.contains("h.t", comp.as_of)
         c_in_w = w.contains("c.t", comp.as_of)
-        u, _ = self.urine()
+        u, _ = self.urine(w)
         u_in_w = w.contains('x."end"', comp.as_of)
         agg = f"""
             WITH h AS ({hits}),
@@ -159,7 +190,7 @@ class KidneyTables:
             m AS (SELECT patient_id, {ev_list("ev1", "t")} AS evs FROM hw GROUP BY patient_id),
             whys AS (SELECT patient_id, {latest_text("t", "why")} AS why FROM h WHERE {in_w}
                   GROUP BY patient_id),
-            d AS (SELECT patient_id FROM {self.creat()} c WHERE {c_in_w}
+            d AS (SELECT patient_id FROM {self.creat(w)} c WHERE {c_in_w}
                   UNION SELECT patient_id FROM {u} x WHERE {u_in_w}),
             hits AS (SELECT m.patient_id, m.evs, {latest_text_part("whys.why")} AS why
                    FROM m JOIN whys ON whys.patient_id = m.patient_id)
@@ -175,41 +206,44 @@ class KidneyTables:
             f"no creatinine or urine output {w.label} before screening",
         )
 
-    def _condition(self, cond: Mapping[str, Any], baseline: str) -> str:
-        """Rows (patient_id, t, why, ev1) where a condition holds."""
+    def _condition(self, cond: Mapping[str, Any], baseline: str, w: Window) -> str:
+        """Rows (patient_id, t, why, ev1) where a condition holds (at least those in window
+        ``w``, which the caller keeps)."""
         if not isinstance(cond, Mapping) or len(cond) != 1:
             raise ValueError(f"an aki condition has exactly one key, got {cond!r}")
         ((kind, spec),) = cond.items()
         if kind == "any_of":
-            return " UNION ALL ".join(f"({self._condition(c, baseline)})" for c in spec)
+            return " UNION ALL ".join(f"({self._condition(c, baseline, w)})" for c in spec)
         if kind == "kdigo_stage":
             lo = int(spec.get("min", 1))
-            s = self.stages(baseline)
+            s = self.stages(baseline, w)
             sample = ("baseline", "s.baseline_umol_l", "'baseline sample'")
-            creat = self._creat_rows(s, f"s.kdigo_stage >= {lo}", "s.kdigo_reason", sample)
-            uo = self._urine_rows(self.urine_stages(), "stage_time", "x.reason", f"x.stage >= {lo}")
+            creat = self._creat_rows(s, w, f"s.kdigo_stage >= {lo}", "s.kdigo_reason", sample)
+            uo = self._urine_rows(
+                self.urine_stages(w), "stage_time", "x.reason", f"x.stage >= {lo}"
+            )
             return f"({creat}) UNION ALL ({uo})"
         if kind == "creatinine_rise":
             rise = float(spec.get("umol_l", 26.5))
             if float(spec.get("hours", 48)) != 48:
                 raise ValueError("creatinine_rise supports the KDIGO 48-hour window only")
-            s = self.stages(baseline)
+            s = self.stages(baseline, w)
             why = (
                 f"'creatinine rose ' || {fmt_num('s.min48_umol_l')} || ' -> ' || "
                 f"{fmt_num('s.scr')} || ' umol/L (+' || {fmt_num('s.rise48_umol_l')} || "
                 f"') within 48 h (rule: >= {rise:g} umol/L)'"
             )
             ref = ("min48", "s.min48_umol_l", "'reference: lowest in the 48 h before'")
-            return self._creat_rows(s, f"s.rise48_umol_l >= {lit(rise)}", why, ref)
+            return self._creat_rows(s, w, f"s.rise48_umol_l >= {lit(rise)}", why, ref)
         if kind == "creatinine_ratio":
             op, value = str(spec.get("op", ">=")), float(spec["value"])
             base = str(spec.get("baseline", baseline))
             if base == MIN_48H:
-                s = self.stages(baseline)
+                s = self.stages(baseline, w)
                 ratio, ref, src = "s.ratio48", "s.min48_umol_l", "'lowest in 48 h'"
                 sample = ("min48", ref, "'reference: lowest in the 48 h before'")
             else:
-                s = self.stages(base)
+                s = self.stages(base, w)
                 ratio, ref, src = "s.ratio", "s.baseline_umol_l", "s.baseline_source"
                 sample = ("baseline", ref, "'baseline sample (' || s.baseline_source || ')'")
             why = (
@@ -217,14 +251,14 @@ class KidneyTables:
                 f"' x baseline ' || {fmt_num(ref)} || ' umol/L (' || {src} || ') (rule: ratio "
                 f"{op} {value:g})'"
             )
-            return self._creat_rows(s, f"{ratio} {OPS[op]} {lit(value)}", why, sample)
+            return self._creat_rows(s, w, f"{ratio} {OPS[op]} {lit(value)}", why, sample)
         if kind == "urine_output":
             below = float(spec["below_ml_kg_h"])
             hours = float(spec["hours"])
             # runs below the threshold computed once, each duration a filter of them
             all_runs = self._make(
-                f"__urine_runs_{below:g}".replace(".", "_"),
-                urine.below_threshold_all_runs_sql(*self.urine(), below),
+                f"__urine_runs_{below:g}".replace(".", "_") + self._scope(w),
+                urine.below_threshold_all_runs_sql(*self.urine(w), below),
             )
             runs = f"({urine.runs_lasting_sql(all_runs, hours)})"
             why = (
@@ -235,11 +269,18 @@ class KidneyTables:
         raise ValueError(f"unknown aki condition {kind!r}")
 
     def _creat_rows(
-        self, stages: str, where: str, why: str, ref: tuple[str, str, str] | None = None
+        self,
+        stages: str,
+        w: Window,
+        where: str,
+        why: str,
+        ref: tuple[str, str, str] | None = None,
     ) -> str:
-        """Hit rows: the result itself and, when ``ref`` = (kind, value, label) of its
-        reference sample (kind ``min48``: the 48-h minimum; ``baseline``: the baseline when it
-        is one sample; value and label: SQL), that sample as a second item."""
+        """Hit rows of ``stages`` (made for window ``w``): the result itself and, when ``ref`` =
+        (kind, value, label) of its reference sample (kind ``min48``: the 48-h minimum;
+        ``baseline``: the baseline when it is one sample; value and label: SQL), that sample as
+        a second item."""
+        creat = self.creat(w)
         note = (
             f"'baseline ' || COALESCE({fmt_num('s.baseline_umol_l')} || ' umol/L (' || "
             f"s.baseline_source || ')', 'none') || ', KDIGO stage ' || "
@@ -249,7 +290,7 @@ class KidneyTables:
         ev = evidence_struct("c.source", "c.code", "s.scr", "'umol/L'", "s.t", note)
         hit = (
             f"SELECT s.patient_id, s.t, {why} AS why, {ev} AS ev1 FROM {stages} s "
-            f"JOIN {self.creat()} c ON c.rid = s.rid WHERE {where}"
+            f"JOIN {creat} c ON c.rid = s.rid WHERE {where}"
         )
         if ref is None:
             return hit
@@ -259,7 +300,7 @@ class KidneyTables:
         # the hit rows' sample times; joining them keeps exactly the hit rows
         sample = aki.window_sample_time_sql(
             f"(SELECT * FROM {stages} s WHERE {where})",
-            self.creat(),
+            creat,
             v_col,
             _SAMPLE_FRAME_S[kind],
             bounds=True,
@@ -267,7 +308,7 @@ class KidneyTables:
         return (
             f"({hit}) UNION ALL (SELECT s.patient_id, s.t, {why} AS why, {ref_ev} AS ev1 "
             f"FROM {stages} s JOIN ({sample}) x ON x.rid = s.rid "
-            f"JOIN {self.creat()} r ON r.patient_id = s.patient_id "
+            f"JOIN {creat} r ON r.patient_id = s.patient_id "
             f"AND r.t = x.sample_t AND r.scr = {v_col})"
         )
 

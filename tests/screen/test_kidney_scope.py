@@ -1,0 +1,88 @@
+"""The AKI rule's kidney tables per window (screen/kidney_tables.py): only patients with a
+creatinine result or a urine period in the rule's window are staged, each with the whole
+history the baselines read; rules over other windows get their own tables. The verdicts,
+reasons and evidence are those of staging everyone."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from storekit import AS_OF, crit, ev, lab, person, protocol
+
+from trialsieve.screen.engine import screen_store
+
+MakeStore = Callable[[list[dict], list[dict]], Path]
+
+
+def _rise(pid: str, base_days_ago: float, rise_days_ago: float) -> list[dict[str, Any]]:
+    """Creatinine 50 umol/L, then 120 (x2.4 the day 8-365 median: KDIGO stage 2)."""
+    return [
+        lab(pid, "creatinine", 50.0, "umol/L", days_ago=base_days_ago),
+        lab(pid, "creatinine", 120.0, "umol/L", days_ago=rise_days_ago),
+    ]
+
+
+def _oliguria(pid: str, days_ago: float) -> list[dict[str, Any]]:
+    """70 kg, then 8 one-hour collections of 20 mL (0.29 mL/kg/h: stage 1 after 6 h)."""
+    t0 = AS_OF - dt.timedelta(days=days_ago)
+    out = [ev(pid, "vital", days_ago=days_ago + 1, analyte="weight", value=70.0, unit="kg")]
+    for h in range(8):
+        start = t0 + dt.timedelta(hours=h)
+        out.append(ev(pid, "observation", analyte="urine_volume", value=20.0, unit="mL",
+                      start_time=start, end_time=start + dt.timedelta(hours=1)))  # fmt: skip
+    return out
+
+
+def test_each_window_stages_its_patients_with_their_whole_history(
+    make_store: MakeStore,
+) -> None:
+    born = dt.date(1960, 1, 1)
+    patients = [person(p, born) for p in ("recent", "older", "urine", "old_urine", "none")]
+    events = (
+        _rise("recent", 60, 3)  # baseline 57 days before the rise: outside every window below
+        + _rise("older", 100, 20)
+        + _oliguria("urine", 2)
+        + _oliguria("old_urine", 20)
+        + [lab("none", "creatinine", 50.0, "umol/L", days_ago=200)]
+    )
+    stage = {"kdigo_stage": {"min": 1}}
+    rules = {
+        "exc-7d": {"aki": {"condition": stage, "onset_within": {"days": 7}}},
+        "exc-30d": {"aki": {"condition": stage, "onset_within": {"days": 30}}},
+        "exc-ever": {"aki": {"condition": stage, "onset_within": "ever"}},
+        "exc-egfr": {
+            "egfr": {
+                "equation": "ckd-epi-2021",
+                "from": "aki_baseline",
+                "op": "<",
+                "value": 200,
+                "window": {"days": 7},
+            }
+        },  # fmt: skip
+    }
+    store = make_store(patients, events)
+    run = screen_store(store, [protocol([crit(c, r) for c, r in rules.items()])], AS_OF)
+    got = {r["patient_id"]: {c["id"]: c for c in r["criteria"]} for r in run.records}
+    verdicts = {p: {c: x["verdict"] for c, x in cs.items()} for p, cs in got.items()}
+    assert verdicts == {
+        "recent": {"exc-7d": "met", "exc-30d": "met", "exc-ever": "met", "exc-egfr": "met"},
+        "older": {"exc-7d": "unknown", "exc-30d": "met", "exc-ever": "met",
+                  "exc-egfr": "unknown"},
+        "urine": {"exc-7d": "met", "exc-30d": "met", "exc-ever": "met", "exc-egfr": "unknown"},
+        "old_urine": {"exc-7d": "unknown", "exc-30d": "met", "exc-ever": "met",
+                      "exc-egfr": "unknown"},
+        "none": {"exc-7d": "unknown", "exc-30d": "unknown", "exc-ever": "not_met",
+                 "exc-egfr": "unknown"},
+    }  # fmt: skip
+    # the 7-day rule read the baseline 57 days before the rise (from the patient's whole
+    # series), as the unrestricted rule did
+    for rule in ("exc-7d", "exc-ever"):
+        c = got["recent"][rule]
+        assert "(stage 2)" in c["reason"] and "median-8-365d" in c["reason"]
+        assert [e["value"] for e in c["evidence"]] == [120.0]
+    assert "urine output < 0.5 mL/kg/h" in got["urine"]["exc-7d"]["reason"]
+    assert got["urine"]["exc-7d"]["reason"] == got["urine"]["exc-ever"]["reason"]
+    assert got["older"]["exc-30d"]["reason"] == got["older"]["exc-ever"]["reason"]
