@@ -5,7 +5,9 @@ their window minima once (:func:`trialsieve.kidney.aki.creatinine_windows_sql`) 
 once per baseline strategy from them with :func:`trialsieve.kidney.aki.creatinine_stages_sql` (KDIGO
 2012 / NHS England PSA 2014, exactly as ``trialsieve aki``), urine output with
 :mod:`trialsieve.kidney.urine` (KDIGO 2012 Table 2); the ``aki`` rule node reads these tables.
-History before the look-back window is used for baselines; nothing after ``as_of`` is seen.
+They are made once per rule window, for the patients with data in it (:meth:`KidneyTables.creat`,
+:meth:`KidneyTables.urine`). History before the look-back window is used for baselines; nothing
+after ``as_of`` is seen.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def creatinine_series_sql(join: str, until: str, *, ordered_rid: bool = True) ->
 
 
 class KidneyTables:
-    """Lazily built per-run tables: creatinine, stages per baseline, urine periods, weights."""
+    """Lazily built tables of a run (or part), per rule window: creatinine, stages per
+    baseline, urine periods, weights, urine runs and stages."""
 
     def __init__(self, backend: Backend, as_of: dt.datetime) -> None:
         self.backend = backend
@@ -104,8 +107,8 @@ class KidneyTables:
         a creatinine result in window ``w``, each patient's whole series up to as_of (the
         baselines look back a year), stored once per window: a rule over the results in ``w``
         reads no other patient's, and most of a hospital's patients have no recent creatinine
-        to stage (97 % of the synthetic population for a 7-day window). Its rid is only the
-        key that joins the stages back to their results."""
+        to stage (97 % of the synthetic patients with creatinine, for a 7-day window). Its rid
+        is only the key that joins the stages back to their results."""
         recent = ""
         if w.span_s is not None:
             recent = (
@@ -143,8 +146,8 @@ class KidneyTables:
     def urine(self, w: Window) -> tuple[str, str]:
         """(urine periods, weights) tables in the layout of kidney.urine, of the screened
         patients with a urine period ending in window ``w`` (their whole history up to as_of),
-        once per window: a run or stage reached in ``w`` ends in it (it is reached at most at
-        the run's end), and ``w`` is all the aki rule reads (:meth:`creat`)."""
+        once per window: a run or stage reached in ``w`` is reached at most at the run's end,
+        so its last period ends in ``w``, and ``w`` is all the aki rule reads (:meth:`creat`)."""
         recent = ""
         if w.span_s is not None:
             recent = (
