@@ -86,3 +86,15 @@ def test_each_window_stages_its_patients_with_their_whole_history(
     assert "urine output < 0.5 mL/kg/h" in got["urine"]["exc-7d"]["reason"]
     assert got["urine"]["exc-7d"]["reason"] == got["urine"]["exc-ever"]["reason"]
     assert got["older"]["exc-30d"]["reason"] == got["older"]["exc-ever"]["reason"]
+
+
+def test_windows_that_round_alike_get_tables_of_their_own() -> None:
+    from trialsieve.screen.backend import DuckDBBackend
+    from trialsieve.screen.kidney_tables import KidneyTables
+    from trialsieve.screen.sql import Window
+
+    kt = KidneyTables(DuckDBBackend(), AS_OF)
+    week, near, ever = Window(604800.0, "7 days"), Window(604800.2, "~7 days"), Window(None, "")
+    names = [kt._scope(w) for w in (week, near, ever, week, near)]
+    assert names[:3] == ["_604800s", "_604800s_1", "_ever"]
+    assert names[3:] == names[:2]  # the same window, the same tables

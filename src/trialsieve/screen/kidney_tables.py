@@ -90,6 +90,8 @@ class KidneyTables:
         self.as_of = as_of
         self.T = lit(as_of)
         self._made: set[str] = set()
+        #: window length (s; None = ever) -> table-name suffix (:meth:`_scope`)
+        self._scopes: dict[float | None, str] = {}
 
     def _make(self, name: str, sql: str) -> str:
         if name not in self._made:
@@ -97,10 +99,16 @@ class KidneyTables:
             self._made.add(name)
         return name
 
-    @staticmethod
-    def _scope(w: Window) -> str:
-        """The table-name suffix of the tables made for rules over window ``w``."""
-        return "_ever" if w.span_s is None else f"_{round(w.span_s)}s"
+    def _scope(self, w: Window) -> str:
+        """The table-name suffix of the tables made for rules over window ``w``: ``_ever``, or
+        its length in whole seconds (numbered on should two windows round alike)."""
+        suffix = self._scopes.get(w.span_s)
+        if suffix is None:
+            suffix = "_ever" if w.span_s is None else f"_{round(w.span_s)}s"
+            if suffix in self._scopes.values():
+                suffix += f"_{len(self._scopes)}"
+            self._scopes[w.span_s] = suffix
+        return suffix
 
     def creat(self, w: Window) -> str:
         """The creatinine series (:func:`creatinine_series_sql`) of the screened patients with
