@@ -475,12 +475,9 @@ class Compiler:
         the true extreme lies in (:func:`_extreme_of_bounds`), decided only when every value
         in it agrees; the result shown is the one with the extreme reported number, as without
         bounds."""
-        # results of the same instant: by their evidence (tie_order)
-        order = {
-            "latest": f"t DESC, {tie_order('ev1')}",
-            "min": f"val ASC, t DESC, {tie_order('ev1')}",
-            "max": f"val DESC, t DESC, {tie_order('ev1')}",
-        }
+        tie = tie_order("ev1")  # results of the same instant: by their evidence
+        order = {"latest": f"t DESC, {tie}", "min": f"val ASC, t DESC, {tie}",
+                 "max": f"val DESC, t DESC, {tie}"}  # fmt: skip
         show = (
             f"'{escape(label)} ' || COALESCE(cmp, '') || {fmt_num('val')} || ' {escape(unit)} on ' "
             "|| strftime(t, '%Y-%m-%d')"

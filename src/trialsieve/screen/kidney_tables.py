@@ -110,6 +110,17 @@ class KidneyTables:
             self._scopes[w.span_s] = suffix
         return suffix
 
+    def _with_data_in(self, w: Window, analyte: str, time_col: str) -> str:
+        """A SEMI JOIN clause on events ``e`` keeping the patients with an ``analyte`` value
+        whose ``time_col`` is in window ``w`` (nothing to keep out for "ever")."""
+        if w.span_s is None:
+            return ""
+        return (
+            f"SEMI JOIN (SELECT x.patient_id FROM events x WHERE x.analyte = {lit(analyte)} "
+            f"AND x.value IS NOT NULL AND {w.contains(f'x.{time_col}', self.as_of)}) q "
+            "ON q.patient_id = e.patient_id "
+        )
+
     def creat(self, w: Window) -> str:
         """The creatinine series (:func:`creatinine_series_sql`) of the screened patients with
         a creatinine result in window ``w``, each patient's whole series up to as_of (the
@@ -117,13 +128,7 @@ class KidneyTables:
         reads no other patient's, and most of a hospital's patients have no recent creatinine
         to stage (97 % of the synthetic patients with creatinine, for a 7-day window). Its rid
         is only the key that joins the stages back to their results."""
-        recent = ""
-        if w.span_s is not None:
-            recent = (
-                "SEMI JOIN (SELECT x.patient_id FROM events x WHERE x.analyte = 'creatinine' "
-                f"AND x.value IS NOT NULL AND {w.contains('x.start_time', self.as_of)}) q "
-                "ON q.patient_id = e.patient_id"
-            )
+        recent = self._with_data_in(w, "creatinine", "start_time")
         series = creatinine_series_sql(
             f"JOIN pop p ON p.patient_id = e.patient_id {recent}", self.T, ordered_rid=False
         )
@@ -155,14 +160,9 @@ class KidneyTables:
         """(urine periods, weights) tables in the layout of kidney.urine, of the screened
         patients with a urine period ending in window ``w`` (their whole history up to as_of),
         once per window: a run or stage reached in ``w`` is reached at most at the run's end,
-        so its last period ends in ``w``, and ``w`` is all the aki rule reads (:meth:`creat`)."""
-        recent = ""
-        if w.span_s is not None:
-            recent = (
-                "SEMI JOIN (SELECT x.patient_id FROM events x WHERE x.analyte = 'urine_volume' "
-                f"AND x.value IS NOT NULL AND {w.contains('x.end_time', self.as_of)}) q "
-                "ON q.patient_id = e.patient_id "
-            )
+        so its last period ends in ``w``, and ``w`` is all the aki rule reads (:meth:`creat`).
+        The weights are those of the patients in the periods table (no one else's is read)."""
+        recent = self._with_data_in(w, "urine_volume", "end_time")
         u = self._make(
             f"__urine{self._scope(w)}",
             'SELECT e.patient_id, e.start_time AS start, e.end_time AS "end", '
@@ -173,7 +173,7 @@ class KidneyTables:
         weights = self._make(
             f"__weights{self._scope(w)}",
             "SELECT e.patient_id, e.start_time AS t, e.value AS weight_kg FROM events e "
-            f"JOIN pop p USING (patient_id) {recent}WHERE e.analyte = 'weight' "
+            f"SEMI JOIN {u} q ON q.patient_id = e.patient_id WHERE e.analyte = 'weight' "
             f"AND e.value IS NOT NULL AND e.start_time <= {self.T}",
         )
         return u, weights
