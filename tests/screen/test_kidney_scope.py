@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from storekit import AS_OF, crit, ev, lab, person, protocol
+from storekit import AS_OF, crit, lab, oliguria, person, protocol
 
 from trialsieve.screen.engine import screen_store
 
@@ -25,17 +25,6 @@ def _rise(pid: str, base_days_ago: float, rise_days_ago: float) -> list[dict[str
     ]
 
 
-def _oliguria(pid: str, days_ago: float) -> list[dict[str, Any]]:
-    """70 kg, then 8 one-hour collections of 20 mL (0.29 mL/kg/h: stage 1 after 6 h)."""
-    t0 = AS_OF - dt.timedelta(days=days_ago)
-    out = [ev(pid, "vital", days_ago=days_ago + 1, analyte="weight", value=70.0, unit="kg")]
-    for h in range(8):
-        start = t0 + dt.timedelta(hours=h)
-        out.append(ev(pid, "observation", analyte="urine_volume", value=20.0, unit="mL",
-                      start_time=start, end_time=start + dt.timedelta(hours=1)))  # fmt: skip
-    return out
-
-
 def test_each_window_stages_its_patients_with_their_whole_history(
     make_store: MakeStore,
 ) -> None:
@@ -44,8 +33,8 @@ def test_each_window_stages_its_patients_with_their_whole_history(
     events = (
         _rise("recent", 60, 3)  # baseline 57 days before the rise: outside every window below
         + _rise("older", 100, 20)
-        + _oliguria("urine", 2)
-        + _oliguria("old_urine", 20)
+        + oliguria("urine", 8, days_ago=2)
+        + oliguria("old_urine", 8, days_ago=20)
         + [lab("none", "creatinine", 50.0, "umol/L", days_ago=200)]
     )
     stage = {"kdigo_stage": {"min": 1}}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from storekit import AS_OF, build_store, cond, ev, lab, med, person
+from storekit import AS_OF, build_store, cond, ev, lab, med, oliguria, person
 
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL
 from trialsieve.kidney.egfr import egfr
@@ -67,19 +67,6 @@ def aki(pid: str, base: float = 80.0, ratio: float = 2.5) -> list[dict[str, Any]
         lab(pid, "creatinine", base, "umol/L", days_ago=3),
         lab(pid, "creatinine", base * ratio, "umol/L", days_ago=2),
     ]
-
-
-def oliguria(pid: str, hours: int, ml_per_h: float = 20.0) -> list[dict[str, Any]]:
-    """70 kg; ``hours`` consecutive 1-h urine collections of ``ml_per_h`` (20 mL = 0.29 mL/kg/h)
-    starting 2 days before screening, then one normal hour (100 mL)."""
-    t0 = AS_OF - dt.timedelta(days=2)
-    out = [ev(pid, "vital", days_ago=3, analyte="weight", value=70.0, unit="kg")]
-    for h in range(hours + 1):
-        vol = ml_per_h if h < hours else 100.0
-        start = t0 + dt.timedelta(hours=h)
-        out.append(ev(pid, "observation", analyte="urine_volume", value=vol, unit="mL",
-                      start_time=start, end_time=start + dt.timedelta(hours=1)))  # fmt: skip
-    return out
 
 
 def labs_954(pid: str, **over: float) -> list[dict[str, Any]]:

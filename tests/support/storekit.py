@@ -43,6 +43,22 @@ def med(patient: str, atc: str, start_days_ago: float, end_days_ago: float | Non
               code=atc, display=atc, end_time=end)  # fmt: skip
 
 
+def oliguria(
+    pid: str, hours: int, ml_per_h: float = 20.0, *, days_ago: float = 2.0
+) -> list[dict[str, Any]]:
+    """70 kg (charted a day before); ``hours`` consecutive 1-h urine collections of ``ml_per_h``
+    (20 mL = 0.29 mL/kg/h) starting ``days_ago`` days before screening, then one normal hour
+    (100 mL)."""
+    t0 = AS_OF - dt.timedelta(days=days_ago)
+    out = [ev(pid, "vital", days_ago=days_ago + 1, analyte="weight", value=70.0, unit="kg")]
+    for h in range(hours + 1):
+        vol = ml_per_h if h < hours else 100.0
+        start = t0 + dt.timedelta(hours=h)
+        out.append(ev(pid, "observation", analyte="urine_volume", value=vol, unit="mL",
+                      start_time=start, end_time=start + dt.timedelta(hours=1)))  # fmt: skip
+    return out
+
+
 def person(pid: str, birth: dt.date | None, sex: str | None = "female") -> dict[str, Any]:
     return {"patient_id": pid, "birth_date": birth, "sex": sex, "source": f"test/Patient/{pid}"}
 
