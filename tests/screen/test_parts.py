@@ -3,6 +3,7 @@ stores larger than memory are screened part by part, the verdicts read as one ru
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen import backend as backend_mod
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, range_sql, split_ids
 from trialsieve.screen.engine import screen_store
-from trialsieve.screen.results_file import ResultsLookup, write_parquet
+from trialsieve.screen.results_file import ResultsLookup, ResultsWriter, write_parquet
 from trialsieve.store.reader import in_screening_order
 from trialsieve.synth.generator import SynthConfig
 from trialsieve.synth.writers import write_store
@@ -78,6 +79,20 @@ def test_parts_give_the_whole_run(
         assert lookup.patient(pid) == sorted(recs, key=lambda r: r["trial_id"])
     statuses = {json.loads(line)["status"] for line in whole}
     assert {"ineligible", "needs_data"} <= statuses
+    # the file was written while the parts ran: each output is that file, and the run reads it
+    run = screen_store(synth_store, load_bundled(), DEMO_AS_OF)
+    assert run.spool is not None and run.spool_dir is not None
+    spool_dir = Path(run.spool_dir.name)
+    assert run.write(tmp_path / "a.parquet") == run.write(tmp_path / "b.parquet") == len(whole)
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "parts.parquet").read_bytes()
+    assert (tmp_path / "b.parquet").read_bytes() == (tmp_path / "parts.parquet").read_bytes()
+    assert [json.dumps(r, sort_keys=True) for r in run.records] == [
+        json.dumps(json.loads(line), sort_keys=True) for line in whole
+    ]
+    del run
+    gc.collect()
+    assert not spool_dir.exists()  # removed with the run; the outputs stay
+    assert ResultsLookup(tmp_path / "a.parquet").patient(next(iter(by_patient)))
 
 
 def test_a_store_in_the_older_patient_order_screens_the_same(
@@ -109,3 +124,24 @@ def test_unsorted_records_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 3"):
         write_parquet(bad, tmp_path / "bad.parquet", {})
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_results_written_in_the_background_are_checked_too(tmp_path: Path) -> None:
+    """A run in parts hands each part's records to a background writer: a part out of order
+    fails the run (at the next call) and leaves no file behind."""
+    rows = pa.table({"patient_id": ["p1", "p2", "p3"], "trial_id": ["A", "A", "A"]})
+    ok = ResultsWriter(tmp_path / "ok.parquet", rows.schema, {})
+    ok.submit(rows.slice(0, 2))
+    ok.submit(rows.slice(2))
+    assert ok.close() == 3
+    assert pq.read_table(tmp_path / "ok.parquet").equals(rows)
+    bad = ResultsWriter(tmp_path / "bad.parquet", rows.schema, {})
+    bad.submit(rows.slice(1))
+    bad.submit(rows.slice(0, 1))
+    with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 2"):
+        bad.close()
+    assert not (tmp_path / "bad.parquet").exists()
+    other = ResultsWriter(tmp_path / "other.parquet", rows.schema, {})
+    with pytest.raises(ValueError, match="another layout"):
+        other.write(rows.select(["patient_id"]))
+    assert not (tmp_path / "other.parquet").exists()

@@ -29,6 +29,9 @@ from trialsieve.protocols.model import (
 
 BUNDLED_DIR = Path(__file__).resolve().parent
 
+#: PyYAML's safe loader, in C (libyaml) where PyYAML was built with it: ~10x faster
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ProtocolError(ValueError):
     """A protocol file that cannot be loaded; the message lists ``file:line: field: why``."""
@@ -84,8 +87,12 @@ def _fail(name: str, lines: Mapping[FieldPath, int], problems: list[tuple[FieldP
 def parse_yaml(text: str, name: str) -> tuple[Any, dict[FieldPath, int]]:
     """Parse YAML text into plain data plus a field-path -> line map (errors as ProtocolError)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _LOADER(text)
+        try:  # parsed once: the nodes (with their lines), then the data from them
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

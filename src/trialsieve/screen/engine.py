@@ -6,8 +6,9 @@ table (:class:`~trialsieve.screen.compile.Verdicts`) -> per trial one table ``__
 (patient, status, one verdict code per criterion; the funnel counts it) -> the view
 ``__results`` (per patient and trial the status and the criteria with reasons and evidence,
 assembled while results are written). A store too large for memory is screened in parts by
-patient-id range: each part's records (compact layout, sorted) and verdict tables are appended
-to run-wide tables, the rest of its tables dropped.
+patient-id range: each part's verdict tables are appended to run-wide tables, its records
+(compact layout, sorted) written to the run's results file while the next part runs, the rest
+of its tables dropped.
 Status (issue 4 "Verdicts"):
 
 - ``ineligible``: an inclusion is ``not_met`` or an exclusion is ``met``;
@@ -23,6 +24,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +69,10 @@ class ScreenRun:
     funnels: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: per trial, each criterion's default reason (patients its rule has no row for)
     defaults: dict[str, list[str]] = field(default_factory=dict)
-    #: the compact results were stored sorted, part after part (a run in parts)
-    presorted: bool = False
+    #: a run in parts: its results file (results.parquet layout), written part after part
+    spool: results_file.ResultsWriter | None = None
+    #: the temporary folder holding it, removed with the run
+    spool_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def results_sql(self, compact: bool = False) -> str:
         """The query giving one row per (patient, trial) in results.jsonl layout, by trial and
@@ -75,8 +81,7 @@ class ScreenRun:
         constants and the default reasons, :attr:`defaults`), by patient and trial, for
         lookups."""
         if compact:
-            order = "" if self.presorted else " ORDER BY patient_id, trial_id"
-            return f"SELECT * FROM __results_compact{order}"
+            return "SELECT * FROM __results_compact ORDER BY patient_id, trial_id"
         return "SELECT * FROM __results ORDER BY trial_id, patient_id"
 
     def table(self) -> pa.Table:
@@ -100,11 +105,18 @@ class ScreenRun:
     def write_parquet(self, out: Path) -> int:
         """Write the records as a Parquet file for population scale and patient lookups
         (``trialsieve explain``; layout in :mod:`trialsieve.screen.results_file`); return the
-        row count."""
+        row count. A run in parts wrote it while screening: it is linked (or copied) there."""
+        out = Path(out)
+        if self.spool is not None:
+            out.unlink(missing_ok=True)
+            try:
+                out.hardlink_to(self.spool.out)
+            except OSError:  # another file system
+                shutil.copyfile(self.spool.out, out)
+            return self.spool.rows
         meta = results_file.criteria_metadata(self.protocols, self.defaults)
-        with self.backend.insertion_order():  # a run in parts: read in the order stored
-            reader = self.backend.reader(self.results_sql(compact=True), 65_536)
-            return results_file.write_parquet(reader, Path(out), meta)
+        reader = self.backend.reader(self.results_sql(compact=True), 65_536)
+        return results_file.write_parquet(reader, out, meta)
 
     def write(self, out: Path) -> int:
         """Write results as Parquet when ``out`` ends in ``.parquet``, else as JSONL."""
@@ -258,11 +270,8 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
 
 
 def _accumulate(backend: Backend, trials: list[_Trial], first: bool) -> list[str]:
-    """Append what a part's run leaves for the whole run: ``pop`` to ``__all_pop``, each
-    trial's verdict table to ``__all_verdicts_<i>`` (the funnel reads them) and the part's
-    records in the compact layout, sorted by patient and trial, to ``__all_results`` (parts are
-    ascending patient-id ranges, so the table is sorted as a whole and is read in the order it
-    was filled). Return the run-wide verdict tables."""
+    """Append what a part's run leaves for the funnel: ``pop`` to ``__all_pop`` and each
+    trial's verdict table to ``__all_verdicts_<i>``; return those verdict tables."""
 
     def keep(name: str, select_sql: str) -> str:
         if first:
@@ -272,13 +281,31 @@ def _accumulate(backend: Backend, trials: list[_Trial], first: bool) -> list[str
         return name
 
     keep("__all_pop", "SELECT * FROM pop")
-    records = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
-    if records:
-        with backend.insertion_order():
-            keep("__all_results", f"SELECT * FROM ({records}) ORDER BY patient_id, trial_id")
     return [
         keep(f"__all_verdicts_{i}", f"SELECT * FROM {t.verdicts}") for i, t in enumerate(trials)
     ]
+
+
+def _part_records(backend: Backend, trials: list[_Trial]) -> pa.Table:
+    """The part's records in the compact layout, sorted by patient and trial (parts are
+    ascending patient-id ranges: appended part after part, the file is sorted as a whole)."""
+    records = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
+    return backend.arrow(f"SELECT * FROM ({records}) ORDER BY patient_id, trial_id")
+
+
+def _spool_dir() -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for a run's results file, beside DuckDB's spill files
+    (``TRIALSIEVE_TEMP_DIR``, else the system temp folder); removed with the run."""
+    base = os.environ.get("TRIALSIEVE_TEMP_DIR")
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix="trialsieve-results-", dir=base)
+
+
+def _defaults(trials: list[_Trial]) -> dict[str, list[str]]:
+    """Per trial, each criterion's default reason: a constant of its compiled rule, the same in
+    every part."""
+    return {t.proto.id: [n.reason for n in t.nodes] for t in trials}
 
 
 def screen_store(
@@ -303,6 +330,8 @@ def screen_store(
     parts = backend.open_store(Path(store_dir), ids)
     trials: list[_Trial] = []
     verdict_tables: list[str] = []
+    spool: results_file.ResultsWriter | None = None
+    spool_dir = None
     for k, part in enumerate(parts):
         if len(parts) > 1:
             log.info("screening part %d of %d (patient-id range)", k + 1, len(parts))
@@ -322,10 +351,21 @@ def screen_store(
             trials = _screen_part(backend, protocols, as_of)
             part_tables = backend.tables() - before
             verdict_tables = _accumulate(backend, trials, k == 0)
+            if trials:  # the records to the results file, written while the next part runs
+                records = _part_records(backend, trials)
+                if spool is None:
+                    spool_dir = _spool_dir()
+                    spool = results_file.ResultsWriter(
+                        Path(spool_dir.name) / "results.parquet",
+                        records.schema,
+                        results_file.criteria_metadata(protocols, _defaults(trials)),
+                    )
+                spool.submit(records)
             for name in sorted(part_tables):
                 backend.drop(name)
-    # a criterion's default reason is a constant of its compiled rule, the same in every part
-    defaults = {t.proto.id: [n.reason for n in t.nodes] for t in trials}
+    defaults = _defaults(trials)
+    if spool is not None:
+        spool.close()
     # the criteria lists (reasons, evidence) are assembled only when results are read
     empty = (
         "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria WHERE FALSE"
@@ -336,9 +376,10 @@ def screen_store(
     )
     if len(parts) > 1:
         backend.create("pop", "SELECT * FROM __all_pop")
-        compact = "SELECT * FROM __all_results" if trials else ""
+        spooled = f"read_parquet({lit(str(spool.out))})" if spool is not None else ""
+        compact = f"SELECT * FROM {spooled}" if spool is not None else ""
         full = " UNION ALL ".join(
-            _full_from_compact_sql(t.proto, defaults[t.proto.id], "__all_results") for t in trials
+            _full_from_compact_sql(t.proto, defaults[t.proto.id], spooled) for t in trials
         )
     else:
         compact = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
@@ -350,7 +391,8 @@ def screen_store(
         protocols=list(protocols),
         backend=backend,
         defaults=defaults,
-        presorted=len(parts) > 1,
+        spool=spool,
+        spool_dir=spool_dir,
     )
     run.funnels = compute_funnels(backend, protocols, verdict_tables)
     return run

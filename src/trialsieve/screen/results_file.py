@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +62,83 @@ def write_parquet(
 ) -> int:
     """Write compact result rows (sorted by patient and trial) to ``out``; return the row
     count. ``criteria``: :func:`criteria_metadata`, stored in the file metadata."""
-    n = 0
-    schema = reader.schema.with_metadata({CRITERIA_KEY: json.dumps(criteria)})
+    writer = ResultsWriter(out, reader.schema, criteria)
     try:
+        for batch in reader:
+            writer.write(batch)
+    finally:
+        writer.close()
+    return writer.rows
+
+
+class ResultsWriter:
+    """Writes a results file from compact rows arriving in (patient, trial) order, checking
+    that order. :meth:`submit` encodes a table on a background thread while the caller
+    computes the next one (a run in parts; at most one table waits). A failure removes the
+    half-written file (the worklist must not read it) and is raised by the next call."""
+
+    def __init__(
+        self, out: Path, schema: pa.Schema, criteria: Mapping[str, list[dict[str, Any]]]
+    ) -> None:
+        self.out = Path(out)
+        self.schema = schema.with_metadata({CRITERIA_KEY: json.dumps(criteria)})
+        #: rows written so far
+        self.rows = 0
+        self._last: str | None = None
         # statistics on patient_id only: the lookups read them, nothing reads the others
-        with pq.ParquetWriter(
-            out, schema, compression="zstd", write_statistics=["patient_id"]
-        ) as writer:
-            last = None
-            for batch in reader:
-                last = _check_sorted(batch, last, out, n)
-                writer.write_batch(batch, row_group_size=ROW_GROUP)
-                n += batch.num_rows
-    except ValueError:
-        out.unlink(missing_ok=True)  # no half-written file for the worklist to read
-        raise
-    return n
+        self._file = pq.ParquetWriter(
+            self.out, self.schema, compression="zstd", write_statistics=["patient_id"]
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+
+    def write(self, rows: pa.RecordBatch | pa.Table) -> None:
+        """Write ``rows`` now."""
+        self._wait()
+        try:
+            self._write(rows)
+        except BaseException:
+            self._abort()
+            raise
+
+    def submit(self, rows: pa.Table) -> None:
+        """Write ``rows`` on the background thread (after the rows submitted before)."""
+        self._wait()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="trialsieve-results")
+        self._pending = self._pool.submit(self._write, rows)
+
+    def close(self) -> int:
+        """Finish the file; return the row count."""
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._file.close()
+        return self.rows
+
+    def _write(self, rows: pa.RecordBatch | pa.Table) -> None:
+        if not rows.schema.equals(self.schema):
+            raise ValueError(f"{self.out}: rows of another layout than the file's: {rows.schema}")
+        for batch in rows.to_batches() if isinstance(rows, pa.Table) else [rows]:
+            self._last = _check_sorted(batch, self._last, self.out, self.rows)
+            self._file.write_batch(batch, row_group_size=ROW_GROUP)
+            self.rows += batch.num_rows
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        try:
+            pending.result()
+        except BaseException:
+            self._abort()
+            raise
+
+    def _abort(self) -> None:
+        self._file.close()
+        self.out.unlink(missing_ok=True)  # no half-written file for the worklist to read
 
 
 def _check_sorted(batch: pa.RecordBatch, last: str | None, out: Path, offset: int) -> str | None:
