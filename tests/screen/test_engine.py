@@ -284,3 +284,26 @@ def test_status_funnel_and_single_patient_explanation(make_store: MakeStore) -> 
     # explaining one patient runs the same rules and gives the same record
     single = screen_store(store, [proto], AS_OF, patient_ids=["ok"]).records
     assert single == [ok]
+
+
+def test_exposure_days_count_intervals_that_clip_to_the_same_span_once(
+    make_store: MakeStore,
+) -> None:
+    """Prescriptions running through the whole window clip to the same interval: their union
+    is the window, however many there are and in whatever order they are read (the islands
+    were once numbered in two passes that could order such ties differently, counting the
+    window twice)."""
+    sets = {"is": {"codes": {"atc": ["L04A"]}}}
+    rule = {"exposure_days": {"concepts": "is", "window": {"days": 30}, "op": ">", "value": 30}}
+    people = [person(f"p{i:02d}", BORN) for i in range(40)]
+    rows = [
+        med(p["patient_id"], f"L04AA{j:02d}", 60 + j, -5 - j)
+        for p in people
+        for j in (3, 1, 4, 1, 5, 9, 2, 6)
+    ] + [med(p["patient_id"], "L04AD02", 90, 80) for p in people]  # an earlier, separate island
+    store = make_store(people, rows)
+    got = verdicts(store, protocol([crit("exc-1", rule)], concept_sets=sets))
+    assert {p: v["exc-1"]["verdict"] for p, v in got.items()} == {
+        p["patient_id"]: "not_met" for p in people
+    }
+    assert {v["exc-1"]["reason"].split(" day")[0] for v in got.values()} == {"30.00"}

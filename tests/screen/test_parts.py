@@ -57,7 +57,7 @@ def test_parts_give_the_whole_run(
         .con.execute(f"SELECT count(*) FROM read_parquet('{synth_store}/events/*.parquet')")
         .fetchall()[0][0]
     )
-    monkeypatch.setattr(backend_mod, "MATERIALIZE_MAX_EVENTS", n_events // 4)
+    monkeypatch.setattr(backend_mod, "PART_EVENTS_READ", n_events // 4)
     assert len(DuckDBBackend().open_store(synth_store)) >= 4
     parts, parts_funnels = _run(synth_store, tmp_path / "parts.jsonl")
     assert len(whole) == 4 * 1_500

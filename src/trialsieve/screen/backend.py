@@ -83,9 +83,14 @@ RULE_COLUMNS = (
     "value", "unit", "value_text", "ref_low", "ref_high", "route", "source",
 )  # fmt: skip
 
-#: events loaded into DuckDB at once: larger stores are screened in parts of about this many
-#: events, by patient-id range (see DuckDBBackend.open_store)
-MATERIALIZE_MAX_EVENTS = int(os.environ.get("TRIALSIEVE_MATERIALIZE_MAX_EVENTS", 12_000_000))
+#: events screened at once: larger stores are screened in parts of about this many events, by
+#: patient-id range (see DuckDBBackend.open_store). Rules that read a part's events where they lie
+#: (a store in the screening layout) leave DuckDB's memory to their own tables (one part of 1M
+#: synthetic patients, 114M events, peaked at ~6 GB); a part loaded into memory (an older store,
+#: sorted at load) holds its events there too (~2.3 GB per 100k patients).
+#: ``TRIALSIEVE_PART_EVENTS`` sets both.
+PART_EVENTS_READ = int(os.environ.get("TRIALSIEVE_PART_EVENTS", 120_000_000))
+PART_EVENTS_LOADED = int(os.environ.get("TRIALSIEVE_PART_EVENTS", 12_000_000))
 
 #: statements DuckDB runs at once (independent rule tables; each also uses DuckDB's threads):
 #: parts of many statements run on one thread (small tables, planning, the last phase of a
@@ -158,34 +163,50 @@ class DuckDBBackend:
     def open_store(
         self, store_dir: Path, patient_ids: list[str] | None = None
     ) -> list[PatientRange]:
-        """Views over the store. A store of up to :data:`MATERIALIZE_MAX_EVENTS` events is one
-        part; a larger one is split into patient-id ranges of about equally many patients, one
-        part per that many events, so that each part's events fit in memory (within each kind
-        and analyte the store is sorted by patient: a part reads only its row groups)."""
+        """Views over the store. A store of up to :data:`PART_EVENTS_READ` events (in the
+        screening layout; else :data:`PART_EVENTS_LOADED`) is one part; a larger one is split
+        into patient-id ranges of about equally many patients, one part per that many events, so
+        that each part fits in memory (within each kind and analyte the store is sorted by
+        patient: a part reads only its row groups)."""
         self.wait()
         open_store(store_dir, self.con, events="__store_events")
         self._clustered = in_screening_order(store_dir)
         self._only = ids_sql(patient_ids)
+        #: rules read the part's events from the store's files (see :meth:`load_events`)
+        self._in_place = self._clustered and patient_ids is None
         if patient_ids is not None:  # explaining a few patients: only their events
             return [ALL_PATIENTS]
         n = self.con.execute("SELECT count(*) FROM __store_events").fetchall()[0][0]
-        parts = -(-n // MATERIALIZE_MAX_EVENTS)
+        parts = -(-n // (PART_EVENTS_READ if self._in_place else PART_EVENTS_LOADED))
         if parts <= 1:
             return [ALL_PATIENTS]
         ids = self.con.execute("SELECT patient_id FROM patients ORDER BY patient_id").fetchall()
         return split_ids([r[0] for r in ids], parts)
 
     def load_events(self, part: PatientRange) -> None:
-        """Load the part's events once (the columns rules read) into a table clustered by kind
-        and analyte, so that each rule's scan reads only the row groups of its analyte or kind
-        (zone maps) instead of re-reading the Parquet files. A store in the screening layout
-        (``store.reader.in_screening_order``) is loaded in file order, which is that
-        clustering; an older store is sorted here (at 100k patients ~12 s of a ~17 s load)."""
+        """Expose the part's events (the columns rules read) as ``events``, clustered by kind and
+        analyte so that each rule reads only the row groups of its analyte or kind.
+
+        A store in the screening layout (``store.reader.in_screening_order``) is that
+        clustering: ``events`` is a view over its files, and each rule reads its own columns
+        and row groups from them (Parquet statistics; DuckDB's parallel scans). Loading the
+        part into a table first cost as much time as it saved the rules (1.8-2.0 s per 100k
+        patients), and ~2.3 GB of memory per 100k patients, which made the parts small.
+        An older store, or a few patients' events (``patient_ids``), are loaded once into a
+        table, sorted by kind and analyte (an older store at 100k patients: ~12 s of a ~17 s
+        load)."""
+        where = f"{self._only} AND {range_sql(part)}"
+        cols = ", ".join(RULE_COLUMNS)
+        if self._in_place:
+            self.con.execute(
+                f"CREATE OR REPLACE VIEW events AS SELECT {cols} FROM __store_events WHERE {where}"
+            )
+            return
         sort = "" if self._clustered else " ORDER BY kind, analyte"
         with self.insertion_order():
             self.con.execute(
-                f"CREATE OR REPLACE TABLE __events AS SELECT {', '.join(RULE_COLUMNS)} "
-                f"FROM __store_events WHERE {self._only} AND {range_sql(part)}{sort}"
+                f"CREATE OR REPLACE TABLE __events AS SELECT {cols} FROM __store_events "
+                f"WHERE {where}{sort}"
             )
         self.con.execute("CREATE OR REPLACE VIEW events AS SELECT * FROM __events")
 

@@ -431,8 +431,9 @@ class Compiler:
             WITH iv AS (
                 SELECT e.patient_id, {lo} AS s, {hi} AS t, {ev} AS ev1, e.start_time
                 {self.coded(pred, ("medication",))} AND {timing}),
+            d AS (SELECT DISTINCT patient_id, s, t FROM iv),
             o AS (SELECT *, max(t) OVER (PARTITION BY patient_id ORDER BY s, t
-                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_t FROM iv),
+                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_t FROM d),
             g AS (SELECT *, sum(CASE WHEN prev_t IS NULL OR s > prev_t THEN 1 ELSE 0 END)
                       OVER (PARTITION BY patient_id ORDER BY s, t ROWS UNBOUNDED PRECEDING)
                       AS grp FROM o),

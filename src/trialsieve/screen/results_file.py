@@ -40,8 +40,9 @@ CRITERIA_KEY = "trialsieve.criteria"
 #: verdict letter -> the verdict as records spell it
 _VERDICTS = {VERDICT_LETTERS[code]: name for code, name in VERDICT_NAMES.items()}
 
-#: rows per row group: a lookup decodes about this many records
-ROW_GROUP = 1024
+#: rows per row group: a lookup decodes about this many records (~3 ms; 1,024 rows: ~1.7 ms,
+#: and the file took 1.6x as long to write)
+ROW_GROUP = 4096
 
 
 def criteria_metadata(
