@@ -15,6 +15,7 @@ import pytest
 from trialsieve.demo.cohort import DEMO_AS_OF
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen import backend as backend_mod
+from trialsieve.screen import engine as engine_mod
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, range_sql, split_ids
 from trialsieve.screen.engine import screen_store
 from trialsieve.screen.results_file import ResultsLookup, ResultsWriter, write_parquet
@@ -145,3 +146,19 @@ def test_results_written_in_the_background_are_checked_too(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="another layout"):
         other.write(rows.select(["patient_id"]))
     assert not (tmp_path / "other.parquet").exists()
+
+
+def test_one_part_writes_its_records_range_by_range(
+    synth_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A one-part run assembles results.parquet in patient-id ranges (each encoded while the
+    next is assembled): the same records, in the same order, as in one range."""
+    run = screen_store(synth_store, load_bundled(), DEMO_AS_OF)
+    assert run.spool is None
+    whole = run.write(tmp_path / "whole.parquet")
+    monkeypatch.setattr(engine_mod, "RECORDS_PER_RANGE", 200)
+    assert run.write(tmp_path / "ranges.parquet") == whole == 4 * 1_500
+    one, many = (pq.ParquetFile(tmp_path / f) for f in ("whole.parquet", "ranges.parquet"))
+    assert many.metadata.num_row_groups > one.metadata.num_row_groups
+    assert many.read().equals(one.read())
+    assert many.schema_arrow.metadata == one.schema_arrow.metadata

@@ -35,7 +35,14 @@ from typing import Any
 import pyarrow as pa
 
 from trialsieve.screen import results_file
-from trialsieve.screen.backend import Backend, DuckDBBackend, ids_sql, range_sql
+from trialsieve.screen.backend import (
+    Backend,
+    DuckDBBackend,
+    PatientRange,
+    ids_sql,
+    range_sql,
+    split_ids,
+)
 from trialsieve.screen.compile import (
     Compiler,
     Verdicts,
@@ -57,6 +64,9 @@ from trialsieve.screen.sql import (
 )
 
 log = logging.getLogger(__name__)
+
+#: patients whose records are assembled at once when a one-part run writes results.parquet
+RECORDS_PER_RANGE = 250_000
 
 
 @dataclass
@@ -114,9 +124,27 @@ class ScreenRun:
             except OSError:  # another file system
                 shutil.copyfile(self.spool.out, out)
             return self.spool.rows
+        # in ranges of patients: a range is encoded on a background thread while DuckDB
+        # assembles the next (one query of the whole population cost as much as two halves)
+        ids = [r[0] for r in self.backend.rows("SELECT patient_id FROM pop ORDER BY patient_id")]
+        ranges = split_ids(ids, -(-len(ids) // RECORDS_PER_RANGE))
+        first = self.backend.arrow(self._compact_range_sql(ranges[0]))
         meta = results_file.criteria_metadata(self.protocols, self.defaults)
-        reader = self.backend.reader(self.results_sql(compact=True), 65_536)
-        return results_file.write_parquet(reader, out, meta)
+        writer = results_file.ResultsWriter(out, first.schema, meta)
+        try:
+            writer.submit(first)
+            for r in ranges[1:]:
+                writer.submit(self.backend.arrow(self._compact_range_sql(r)))
+        finally:
+            writer.close()
+        return writer.rows
+
+    @staticmethod
+    def _compact_range_sql(patients: PatientRange) -> str:
+        return (
+            f"SELECT * FROM __results_compact WHERE {range_sql(patients)} "
+            "ORDER BY patient_id, trial_id"
+        )
 
     def write(self, out: Path) -> int:
         """Write results as Parquet when ``out`` ends in ``.parquet``, else as JSONL."""
