@@ -84,14 +84,9 @@ class ScreenRun:
     #: the temporary folder holding it, removed with the run
     spool_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
-    def results_sql(self, compact: bool = False) -> str:
+    def results_sql(self) -> str:
         """The query giving one row per (patient, trial) in results.jsonl layout, by trial and
-        patient; ``compact``: in the layout of results.parquet (:func:`_compact_sql`: verdict
-        letters and the details of the criteria the data decided, without the protocol's
-        constants and the default reasons, :attr:`defaults`), by patient and trial, for
-        lookups."""
-        if compact:
-            return "SELECT * FROM __results_compact ORDER BY patient_id, trial_id"
+        patient."""
         return "SELECT * FROM __results ORDER BY trial_id, patient_id"
 
     def table(self) -> pa.Table:
@@ -141,6 +136,9 @@ class ScreenRun:
 
     @staticmethod
     def _compact_range_sql(patients: PatientRange) -> str:
+        """The records of ``patients`` in the layout of results.parquet (:func:`_compact_sql`:
+        verdict letters and the details of the criteria the data decided, without the
+        protocol's constants and the default reasons, :attr:`defaults`), by patient and trial."""
         return (
             f"SELECT * FROM __results_compact WHERE {range_sql(patients)} "
             "ORDER BY patient_id, trial_id"

@@ -20,9 +20,9 @@ def event_files(path: Path) -> list[Path]:
 
 def in_screening_order(path: Path) -> bool:
     """True when every row group of every events file declares the store's layout
-    (``schema.EVENTS_ORDER`` as Parquet sorting columns): screening then loads the events as
-    they lie instead of sorting them. Stores written before that layout (sorted by patient)
-    say nothing and are sorted at load, as are files of another column order."""
+    (``schema.EVENTS_ORDER`` as Parquet sorting columns): screening then reads the events
+    where they lie. Stores written before that layout (sorted by patient) say nothing and are
+    loaded into memory and sorted there, as are files of another column order."""
     files = event_files(path)
     want = events_sorting_columns()
     for f in files:
