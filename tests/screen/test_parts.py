@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen import backend as backend_mod
 from trialsieve.screen import engine as engine_mod
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, range_sql, split_ids
-from trialsieve.screen.engine import screen_store
+from trialsieve.screen.engine import StoreChangedError, screen_store
 from trialsieve.screen.results_file import ResultsLookup, ResultsWriter, write_parquet
 from trialsieve.store.reader import in_screening_order
 from trialsieve.synth.generator import SynthConfig
@@ -162,3 +163,23 @@ def test_one_part_writes_its_records_range_by_range(
     assert many.metadata.num_row_groups > one.metadata.num_row_groups
     assert many.read().equals(one.read())
     assert many.schema_arrow.metadata == one.schema_arrow.metadata
+
+
+def test_a_store_written_during_the_screening_fails_it(synth_store: Path, tmp_path: Path) -> None:
+    """The rules read the store's files all along the run: an ingest writing them meanwhile
+    could give records from two versions, so the run stops and names the file."""
+    store = tmp_path / "store"
+    shutil.copytree(synth_store, store)
+    victim = sorted((store / "events").glob("*.parquet"))[-1]
+
+    class Ingesting(DuckDBBackend):
+        def load_events(self, part: tuple[str | None, str | None]) -> None:
+            super().load_events(part)
+            os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+
+    with pytest.raises(
+        StoreChangedError, match=rf"changed while it was screened \(events/{victim.name}\)"
+    ):
+        screen_store(store, load_bundled(), DEMO_AS_OF, backend=Ingesting())
+    # untouched, the same store screens
+    assert screen_store(store, load_bundled(), DEMO_AS_OF).funnels

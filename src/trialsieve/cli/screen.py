@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from trialsieve.protocols.loader import ProtocolError, load_bundled, load_protocol
-from trialsieve.screen.engine import screen_store
+from trialsieve.screen.engine import StoreChangedError, screen_store
 from trialsieve.screen.funnel import format_funnel
 
 
@@ -125,9 +125,12 @@ def command(
             from trialsieve.screen.backend import SparkBackend
 
             backend = SparkBackend(master=spark_master)
-        run = screen_store(
-            store, protocols, instant, patient_ids=list(patients) or None, backend=backend
-        )
+        try:
+            run = screen_store(
+                store, protocols, instant, patient_ids=list(patients) or None, backend=backend
+            )
+        except StoreChangedError as e:
+            raise click.ClickException(str(e)) from e
         n = run.write(out)
         click.echo(f"screened at {instant.isoformat()}Z; {n} results -> {out}")
         for f in run.funnels.values():

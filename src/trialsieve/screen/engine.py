@@ -62,8 +62,15 @@ from trialsieve.screen.sql import (
     VERDICT_NAMES,
     lit,
 )
+from trialsieve.store.reader import files_state
 
 log = logging.getLogger(__name__)
+
+
+class StoreChangedError(RuntimeError):
+    """The store's files changed during a screening (an ingest wrote them): its rules may have
+    read both versions."""
+
 
 #: patients whose records are assembled at once when a one-part run writes results.parquet
 RECORDS_PER_RANGE = 250_000
@@ -353,6 +360,7 @@ def screen_store(
         as_of = as_of.astimezone(dt.UTC).replace(tzinfo=None)
     backend = backend or DuckDBBackend()
     ids = list(patient_ids) if patient_ids is not None else None
+    files = files_state(Path(store_dir))
     parts = backend.open_store(Path(store_dir), ids)
     trials: list[_Trial] = []
     verdict_tables: list[str] = []
@@ -421,4 +429,12 @@ def screen_store(
         spool_dir=spool_dir,
     )
     run.funnels = compute_funnels(backend, protocols, verdict_tables)
+    # the rules read the store's files until here (each rule its own columns and row groups)
+    now = files_state(Path(store_dir))
+    changed = sorted(f for f in files.keys() | now.keys() if files.get(f) != now.get(f))
+    if changed:
+        raise StoreChangedError(
+            f"{store_dir}: the store changed while it was screened ({', '.join(changed)}); "
+            "screen it again once it is written"
+        )
     return run

@@ -18,6 +18,18 @@ def event_files(path: Path) -> list[Path]:
     return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
 
+def files_state(path: Path) -> dict[str, tuple[int, int]]:
+    """Size and modification time (ns) of each of the store's Parquet files, by name relative
+    to the store: compared before and after a screening, which reads them throughout."""
+    path = Path(path)
+    files = [path / "patients.parquet", *event_files(path)]
+    return {
+        str(f.relative_to(path)): (st.st_size, st.st_mtime_ns)
+        for f in files
+        if f.exists() and (st := f.stat())
+    }
+
+
 def in_screening_order(path: Path) -> bool:
     """True when every row group of every events file declares the store's layout
     (``schema.EVENTS_ORDER`` as Parquet sorting columns): screening then reads the events
