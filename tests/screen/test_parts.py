@@ -143,6 +143,12 @@ def test_results_written_in_the_background_are_checked_too(tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 2"):
         bad.close()
     assert not (tmp_path / "bad.parquet").exists()
+    # the rows being computed failed: the file would miss them, so none is left
+    with pytest.raises(RuntimeError, match="query failed"):
+        with ResultsWriter(tmp_path / "partial.parquet", rows.schema, {}) as partial:
+            partial.submit(rows.slice(0, 2))
+            raise RuntimeError("query failed")
+    assert not (tmp_path / "partial.parquet").exists()
     other = ResultsWriter(tmp_path / "other.parquet", rows.schema, {})
     with pytest.raises(ValueError, match="another layout"):
         other.write(rows.select(["patient_id"]))

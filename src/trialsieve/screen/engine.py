@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from trialsieve.screen import results_file
 from trialsieve.screen.backend import (
+    ALL_PATIENTS,
     Backend,
     DuckDBBackend,
     PatientRange,
@@ -130,26 +131,13 @@ class ScreenRun:
         # assembles the next (one query of the whole population cost as much as two halves)
         ids = [r[0] for r in self.backend.rows("SELECT patient_id FROM pop ORDER BY patient_id")]
         ranges = split_ids(ids, -(-len(ids) // RECORDS_PER_RANGE))
-        first = self.backend.arrow(self._compact_range_sql(ranges[0]))
+        first = self.backend.arrow(_records_sql("__results_compact", ranges[0]))
         meta = results_file.criteria_metadata(self.protocols, self.defaults)
-        writer = results_file.ResultsWriter(out, first.schema, meta)
-        try:
+        with results_file.ResultsWriter(out, first.schema, meta) as writer:
             writer.submit(first)
             for r in ranges[1:]:
-                writer.submit(self.backend.arrow(self._compact_range_sql(r)))
-        finally:
-            writer.close()
+                writer.submit(self.backend.arrow(_records_sql("__results_compact", r)))
         return writer.rows
-
-    @staticmethod
-    def _compact_range_sql(patients: PatientRange) -> str:
-        """The records of ``patients`` in the layout of results.parquet (:func:`_compact_sql`:
-        verdict letters and the details of the criteria the data decided, without the
-        protocol's constants and the default reasons, :attr:`defaults`), by patient and trial."""
-        return (
-            f"SELECT * FROM __results_compact WHERE {range_sql(patients)} "
-            "ORDER BY patient_id, trial_id"
-        )
 
     def write(self, out: Path) -> int:
         """Write results as Parquet when ``out`` ends in ``.parquet``, else as JSONL."""
@@ -319,11 +307,12 @@ def _accumulate(backend: Backend, trials: list[_Trial], first: bool) -> list[str
     ]
 
 
-def _part_records(backend: Backend, trials: list[_Trial]) -> pa.Table:
-    """The part's records in the compact layout, sorted by patient and trial (parts are
-    ascending patient-id ranges: appended part after part, the file is sorted as a whole)."""
-    records = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
-    return backend.arrow(f"SELECT * FROM ({records}) ORDER BY patient_id, trial_id")
+def _records_sql(compact: str, patients: PatientRange = ALL_PATIENTS) -> str:
+    """The records of ``patients`` from relation ``compact`` (rows of :func:`_compact_sql`: the
+    layout of results.parquet, without the protocol's constants and the default reasons),
+    sorted by patient and trial, the order of the file (parts and ranges are ascending
+    patient-id ranges: written one after another, the file is sorted as a whole)."""
+    return f"SELECT * FROM {compact} WHERE {range_sql(patients)} ORDER BY patient_id, trial_id"
 
 
 def _spool_dir() -> tempfile.TemporaryDirectory[str]:
@@ -386,7 +375,8 @@ def screen_store(
             part_tables = backend.tables() - before
             verdict_tables = _accumulate(backend, trials, k == 0)
             if trials:  # the records to the results file, written while the next part runs
-                records = _part_records(backend, trials)
+                union = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
+                records = backend.arrow(_records_sql(f"({union})"))
                 if spool is None:
                     spool_dir = _spool_dir()
                     spool = results_file.ResultsWriter(
@@ -404,21 +394,23 @@ def screen_store(
     empty = (
         "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria WHERE FALSE"
     )
-    empty_compact = (
-        "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS verdicts, "
-        "NULL AS details WHERE FALSE"
-    )
-    if len(parts) > 1:
+    compact = ""
+    if len(parts) > 1:  # results.parquet is the spool; results.jsonl is read back from it
         backend.create("pop", "SELECT * FROM __all_pop")
         spooled = f"read_parquet({lit(str(spool.out))})" if spool is not None else ""
-        compact = f"SELECT * FROM {spooled}" if spool is not None else ""
         full = " UNION ALL ".join(
             _full_from_compact_sql(t.proto, defaults[t.proto.id], spooled) for t in trials
         )
     else:
         compact = " UNION ALL ".join(_compact_sql(t.verdicts, t.nodes) for t in trials)
         full = " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes) for t in trials)
-    backend.view("__results_compact", compact or empty_compact)
+    if spool is None:  # what results.parquet is written from (ScreenRun.write_parquet)
+        backend.view(
+            "__results_compact",
+            compact
+            or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS verdicts, "
+            "NULL AS details WHERE FALSE",
+        )
     backend.view("__results", full or empty)
     run = ScreenRun(
         as_of=as_of,

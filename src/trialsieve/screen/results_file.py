@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Mapping, Sequence
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,9 @@ def write_parquet(
 ) -> int:
     """Write compact result rows (sorted by patient and trial) to ``out``; return the row
     count. ``criteria``: :func:`criteria_metadata`, stored in the file metadata."""
-    writer = ResultsWriter(out, reader.schema, criteria)
-    try:
+    with ResultsWriter(out, reader.schema, criteria) as writer:
         for batch in reader:
             writer.write(batch)
-    finally:
-        writer.close()
     return writer.rows
 
 
@@ -76,7 +74,9 @@ class ResultsWriter:
     """Writes a results file from compact rows arriving in (patient, trial) order, checking
     that order. :meth:`submit` encodes a table on a background thread while the caller
     computes the next one (a run in parts; at most one table waits). A failure removes the
-    half-written file (the worklist must not read it) and is raised by the next call."""
+    half-written file (the worklist must not read it) and is raised by the next call. As a
+    context manager it closes the file, or removes it when the block fails (the rows being
+    computed failed: the file would miss them)."""
 
     def __init__(
         self, out: Path, schema: pa.Schema, criteria: Mapping[str, list[dict[str, Any]]]
@@ -92,6 +92,19 @@ class ResultsWriter:
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        if self._pending is not None:
+            futures.wait([self._pending])  # its own failure, if any, is not the one to raise
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._abort()
 
     def write(self, rows: pa.RecordBatch | pa.Table) -> None:
         """Write ``rows`` now."""
