@@ -9,7 +9,7 @@ from pathlib import Path
 from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend
-from trialsieve.screen.compile import _HISTORY_AGG, _HISTORY_ROW, Compiler, criterion_rules
+from trialsieve.screen.compile import _HISTORY_AGGS, _HISTORY_ROW, Compiler, criterion_rules
 
 
 def test_one_pass_equals_each_rule_alone(tmp_path: Path) -> None:
@@ -28,13 +28,15 @@ def test_one_pass_equals_each_rule_alone(tmp_path: Path) -> None:
     comp.evaluate_history(requests)
     tables = {table for table, _ in history.values()}
     assert len(tables) == 1 and len(history) == len({r.key for r in requests})
+    aggs = ", ".join(f"{a.many} AS {a.name}" for a in _HISTORY_AGGS)
     n_hits = 0
     for req in requests:
         table, k = history[req.key]
         got = backend.rows(f"SELECT * EXCLUDE (k) FROM {table} WHERE k = {k} ORDER BY 1")
         kinds = ", ".join(f"'{x}'" for x in req.kinds)
+        # each rule alone, grouped by patient (the pass answers groups of one row ungrouped)
         want = backend.rows(
-            f"SELECT {_HISTORY_AGG} FROM (SELECT {_HISTORY_ROW} FROM events e "
+            f"SELECT patient_id, {aggs} FROM (SELECT {_HISTORY_ROW} FROM events e "
             f"WHERE e.kind IN ({kinds}) AND {req.pred} AND {req.cond}) "
             "GROUP BY patient_id ORDER BY 1"
         )

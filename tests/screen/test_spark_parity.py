@@ -18,9 +18,10 @@ from storekit import AS_OF, build_store, crit, lab, person, protocol
 from trialsieve.cli.aki import command as aki_command
 from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
 from trialsieve.protocols.loader import load_bundled
-from trialsieve.screen.backend import SparkBackend
+from trialsieve.screen.backend import DuckDBBackend, SparkBackend
 from trialsieve.screen.engine import screen_store
 from trialsieve.screen.results_file import ResultsLookup
+from trialsieve.screen.sql import ev_list, tie_order
 from trialsieve.store.reader import event_files
 from trialsieve.store.schema import events_parquet_options
 from trialsieve.synth.generator import SynthConfig
@@ -136,6 +137,42 @@ def test_min_max_every_any_with_bounds_identical_on_spark(
     verdicts = {c["verdict"] for r in duck for c in r["criteria"]}
     assert verdicts == {"met", "not_met", "unknown"}
     assert sprk == duck
+
+
+def test_evidence_lists_identical_on_spark(spark: SparkBackend) -> None:
+    """Evidence lists (``sql.ev_list``) of items at one instant that differ only in NULL and
+    non-NULL fields (the engines order a struct's NULL fields differently): the same list on
+    both, and the one ``list(... ORDER BY ... DESC)`` gives on DuckDB."""
+    text = ("NULL", "''", "'a'", "'b'")
+    rows = " UNION ALL ".join(
+        f"SELECT {g} AS g, {t} AS t, {{'source': CAST({s} AS VARCHAR), "
+        f"'code': CAST({c} AS VARCHAR), 'value': CAST({v} AS DOUBLE), "
+        f"'unit': CAST({u} AS VARCHAR), 'time': 'x', 'note': CAST({n} AS VARCHAR)}} AS ev"
+        for g, (t, s, c, v, u, n) in enumerate(
+            itertools.product(
+                ("CAST(NULL AS TIMESTAMP)", "TIMESTAMP '2026-01-01 10:00:00'"),
+                text[:3],
+                text[1:],
+                ("NULL", "1.5"),
+                text[:2],
+                text[::2],
+            )  # fmt: skip
+        )
+    )
+    rows = f"SELECT g % 7 AS g, t, ev FROM ({rows})"
+    listed = f"SELECT g, {ev_list('ev', 't')} AS evs FROM r GROUP BY g ORDER BY g"
+    duck = DuckDBBackend()
+    duck.create("r", rows)
+    want = duck.arrow(
+        f"SELECT g, list(ev ORDER BY t DESC, {tie_order('ev')}) AS evs FROM r GROUP BY g ORDER BY g"
+    ).to_pylist()
+    assert duck.arrow(listed).to_pylist() == want
+    spark.create("r", rows)
+    try:
+        assert spark.arrow(listed).to_pylist() == want
+    finally:
+        spark.drop("r")
+    assert len(want) == 7 and all(len(x["evs"]) > 15 for x in want)
 
 
 @pytest.mark.slow

@@ -413,31 +413,12 @@ def to_spark_sql(sql: str) -> str:
 
     - ``median`` is refused over a window frame; ``percentile(x, 0.5)`` is the same exact median
       (mean of the two middle values for an even count) and is allowed there.
-    - ``list(x ORDER BY k DESC, ...)``: Spark's ``collect_list`` has no order, so it becomes
-      ``transform(sort_array(collect_list(struct(k..., x)), asc), e -> e.v)``; the compiler always
-      orders by keys that identify the item, so both engines give the same list.
     - ``list_slice(l, a, b)`` -> ``slice(l, a, b - a + 1)``.
     - ``row_number() OVER ()`` (any unique row number: Spark refuses a row number without an
       order) -> ``monotonically_increasing_id()``, unique too, in a table stored once.
     """
     import sqlglot
     from sqlglot import exp
-
-    def ordered_list(agg: exp.ArrayAgg, where: exp.Expression | None) -> exp.Expression:
-        order = agg.this
-        keys = [o.this.sql(dialect="spark") for o in order.expressions]
-        desc = {bool(o.args.get("desc")) for o in order.expressions}
-        if len(desc) != 1:
-            raise ValueError("ordered list aggregation must use one direction for all keys")
-        fields = ", ".join(f"{k} AS k{i}" for i, k in enumerate(keys))
-        value = order.this.sql(dialect="spark")
-        filt = f" FILTER (WHERE {where.sql(dialect='spark')})" if where is not None else ""
-        asc = "FALSE" if desc.pop() else "TRUE"
-        return sqlglot.parse_one(
-            f"TRANSFORM(SORT_ARRAY(COLLECT_LIST(STRUCT({fields}, {value} AS v)){filt}, {asc}), "
-            "e -> e.v)",
-            read="spark",
-        )
 
     def rewrite(node: exp.Expression) -> exp.Expression:
         if (
@@ -451,14 +432,6 @@ def to_spark_sql(sql: str) -> str:
             return exp.Anonymous(
                 this="PERCENTILE", expressions=[node.this, exp.Literal.number(0.5)]
             )
-        if (
-            isinstance(node, exp.Filter)
-            and isinstance(node.this, exp.ArrayAgg)
-            and isinstance(node.this.this, exp.Order)
-        ):
-            return ordered_list(node.this, node.expression.this)
-        if isinstance(node, exp.ArrayAgg) and isinstance(node.this, exp.Order):
-            return ordered_list(node, None)
         return node
 
     def rewrite_slice(node: exp.Expression) -> exp.Expression:

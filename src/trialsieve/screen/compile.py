@@ -42,12 +42,16 @@ from trialsieve.screen.sql import (
     OPS,
     UNKNOWN,
     Window,
+    count_agg,
     ev_list,
     event_evidence,
+    evidence_agg,
     evidence_struct,
     fmt_num,
+    group_rows,
     latest_date_part,
     latest_text,
+    latest_text_agg,
     latest_text_part,
     lit,
     parse_window,
@@ -80,9 +84,10 @@ _HISTORY_ROW = (
     f"e.patient_id, e.start_time, {event_evidence('e', 'COALESCE(e.display, e.code)')} AS ev1, "
     "COALESCE(e.display, e.code) AS what"
 )
-_HISTORY_AGG = (
-    f"patient_id, count(*) AS n, list_slice({ev_list('ev1', 'start_time')}, 1, {MAX_EVIDENCE}) "
-    f"AS evs, {latest_text('start_time', 'what')} AS last"
+_HISTORY_AGGS = (
+    count_agg("n"),
+    evidence_agg("evs", "ev1", "start_time", limit=MAX_EVIDENCE),
+    latest_text_agg("last", "start_time", "what"),
 )
 
 
@@ -383,11 +388,11 @@ class Compiler:
         )
         when = " ".join(f"WHEN {k} THEN ({r.cond})" for k, r in enumerate(new))
         kinds = sorted({k for r in new for k in r.kinds})
-        table = self.table(
-            f"SELECT m.k, {_HISTORY_AGG} FROM (SELECT m.k, {_HISTORY_ROW} "
-            f"FROM {events_of(kinds)} e JOIN ({m}) m ON {_CODE_KEYS} "
-            f"WHERE CASE m.k {when} END) m GROUP BY m.k, m.patient_id"
+        rows = (
+            f"SELECT m.k, {_HISTORY_ROW} FROM {events_of(kinds)} e JOIN ({m}) m ON {_CODE_KEYS} "
+            f"WHERE CASE m.k {when} END"
         )
+        table = self.table(group_rows(rows, ("k", "patient_id"), _HISTORY_AGGS))
         for k, r in enumerate(new):
             self.history[r.key] = (table, k)
 
@@ -401,7 +406,7 @@ class Compiler:
             agg = f"SELECT * FROM {table} WHERE k = {k}"
         else:
             rows = f"{self.coded(req.pred, req.kinds)} AND {req.cond}"
-            agg = f"SELECT {_HISTORY_AGG} FROM (SELECT {_HISTORY_ROW} {rows}) GROUP BY patient_id"
+            agg = group_rows(f"SELECT {_HISTORY_ROW} {rows}", ("patient_id",), _HISTORY_AGGS)
         test = f"a.n {OPS[op]} {lit(value)}"
         reason = (
             f"CAST(a.n AS VARCHAR) || ' record(s) of {escape(label)} ({w.label}), latest: ' "
@@ -516,8 +521,8 @@ class Compiler:
             WITH r AS ({rows_sql})
             SELECT patient_id, count(*) AS n, count_if(COALESCE(pass, FALSE)) AS n_true,
                    count_if(COALESCE(NOT pass, FALSE)) AS n_false,
-                   {ev_list("ev1", "t")} FILTER (WHERE pass) AS ev_true,
-                   {ev_list("ev1", "t")} FILTER (WHERE NOT pass) AS ev_false,
+                   {ev_list("ev1", "t", "pass")} AS ev_true,
+                   {ev_list("ev1", "t", "NOT pass")} AS ev_false,
                    {ev_list("ev1", "t")} AS ev_all,
                    {latest_text("t", show)} FILTER (WHERE pass) AS what_true,
                    {latest_text("t", show)} FILTER (WHERE NOT pass) AS what_false

@@ -7,6 +7,7 @@ over epoch seconds, lists of structs) so that the identical rules can run on ano
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -122,24 +123,90 @@ def round_half_up(expr: str, digits: int) -> str:
     return f"CAST(ROUND(CAST(CAST({expr} AS DOUBLE) AS DECIMAL(38, 6)), {digits}) AS DOUBLE)"
 
 
+#: the fields of an evidence item that order items of the same instant (:func:`tie_order`)
+TIE_FIELDS = ("source", "code", "value", "unit", "note")
+
+
 def tie_order(ev: str) -> str:
     """SQL ORDER BY keys that order evidence items ``ev`` of the same instant by their own
-    fields (source, code, value, unit, note), so that every engine picks and lists them alike;
-    items equal in all of them read the same."""
-    return f"{ev}.source DESC, {ev}.code DESC, {ev}.value DESC, {ev}.unit DESC, {ev}.note DESC"
+    fields (:data:`TIE_FIELDS`), so that every engine picks and lists them alike; items equal
+    in all of them read the same."""
+    return ", ".join(f"{ev}.{f} DESC" for f in TIE_FIELDS)
 
 
-def ev_list(ev: str, time: str) -> str:
-    """SQL aggregate: the evidence column ``ev`` as a list, most recent first (ties:
-    :func:`tie_order`)."""
-    return f"list({ev} ORDER BY {time} DESC, {tie_order(ev)})"
+def ev_list(ev: str, time: str, where: str | None = None) -> str:
+    """SQL aggregate: the evidence column ``ev`` of the rows where ``where`` holds (all rows
+    when None; NULL when none) as a list, most recent first (ties: :func:`tie_order`).
+
+    The rows are listed, then the list sorted: each item a struct of the order keys, every key
+    preceded by a not-NULL flag, then the item. Sorted descending, that is ``ORDER BY time
+    DESC, <tie keys> DESC`` with NULLs last, on DuckDB and on Spark (``sort_array``) alike: the
+    flags decide before a NULL key is compared (the engines order a struct's NULL fields
+    differently). ``list(ev ORDER BY ...)`` gives the same list, but DuckDB sorts each group on
+    its own: 2.3 s against 1.0 s for 1M rows in 840k groups, the shape of the coded history.
+    """
+    keys = [time, *(f"{ev}.{f}" for f in TIE_FIELDS)]
+    fields = ", ".join(f"'n{i}': {k} IS NOT NULL, 'k{i}': {k}" for i, k in enumerate(keys))
+    rows = f" FILTER (WHERE {where})" if where is not None else ""
+    return (
+        f"list_transform(list_sort(list({{{fields}, 'item': {ev}}}){rows}, 'DESC'), "
+        "lambda it: it.item)"
+    )
+
+
+@dataclass(frozen=True)
+class Agg:
+    """An aggregate column of :func:`group_rows`: ``many`` over a group's rows, ``one`` the same
+    value computed from a group's only row."""
+
+    name: str
+    many: str
+    one: str
+
+
+def count_agg(name: str) -> Agg:
+    """The number of a group's rows."""
+    return Agg(name, "count(*)", "CAST(1 AS BIGINT)")
+
+
+def evidence_agg(name: str, ev: str, time: str, limit: int) -> Agg:
+    """The first ``limit`` items of :func:`ev_list` of a group."""
+    return Agg(name, f"list_slice({ev_list(ev, time)}, 1, {limit})", f"[{ev}]")
+
+
+def latest_text_agg(name: str, time: str, text: str) -> Agg:
+    """:func:`latest_text` of a group."""
+    return Agg(name, latest_text(time, text), _latest_text_row(time, text))
+
+
+def group_rows(rows: str, keys: Sequence[str], aggs: Sequence[Agg]) -> str:
+    """SQL: ``SELECT keys, aggs FROM (rows) GROUP BY keys``, with each group of one row answered
+    from that row without aggregating.
+
+    Most groups of the evidence aggregates hold one row (a patient's one record of a condition),
+    and DuckDB's list aggregate costs a few microseconds per group: the coded-history pass of
+    1M patients (1.05M rows in 840k groups) took 5.9 s grouped, 3.3 s this way."""
+    k = ", ".join(keys)
+    one = ", ".join(f"{a.one} AS {a.name}" for a in aggs)
+    many = ", ".join(f"{a.many} AS {a.name}" for a in aggs)
+    return (
+        f"WITH rows_by_group AS (SELECT *, count(*) OVER (PARTITION BY {k}) AS rows_in_group "
+        f"FROM ({rows})) "
+        f"SELECT {k}, {one} FROM rows_by_group WHERE rows_in_group = 1 "
+        f"UNION ALL SELECT {k}, {many} FROM rows_by_group WHERE rows_in_group > 1 GROUP BY {k}"
+    )
 
 
 def latest_text(time: str, text: str) -> str:
     """SQL aggregate: ``text`` of the latest ``time`` (ties: the greatest text), as
     ``'YYYY-MM-DD HH:MM:SS|text'``; read it back with :func:`latest_time_part` /
     :func:`latest_text_part`. Portable where ``arg_max`` with ties is not."""
-    return f"max(strftime({time}, '%Y-%m-%d %H:%M:%S') || '|' || {text})"
+    return f"max({_latest_text_row(time, text)})"
+
+
+def _latest_text_row(time: str, text: str) -> str:
+    """One row's value of :func:`latest_text`."""
+    return f"strftime({time}, '%Y-%m-%d %H:%M:%S') || '|' || {text}"
 
 
 def latest_text_part(col: str) -> str:
