@@ -307,3 +307,44 @@ def test_exposure_days_count_intervals_that_clip_to_the_same_span_once(
         p["patient_id"]: "not_met" for p in people
     }
     assert {v["exc-1"]["reason"].split(" day")[0] for v in got.values()} == {"30.00"}
+
+
+def test_a_latest_result_several_rules_compare_is_picked_once(make_store: MakeStore) -> None:
+    """Two trials' limits on the latest eGFR of the same 90 days (and a third rule on another
+    window): the latest results are picked in one table both rules read, and each trial gets
+    the verdicts it gets screened alone."""
+    from trialsieve.screen.backend import DuckDBBackend
+
+    class Recording(DuckDBBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.made: list[str] = []
+
+        def create(self, name: str, select_sql: str) -> None:
+            self.made.append(select_sql)
+            super().create(name, select_sql)
+
+    def egfr_rule(op: str, value: float, days: int = 90) -> dict:
+        return {"egfr": {"window": {"days": days}, "op": op, "value": value}}
+
+    people = [person(f"p{i}", BORN, sex="female" if i % 2 else "male") for i in range(6)]
+    rows = [lab(f"p{i}", "creatinine", 50.0 + 40 * i, "umol/L", days_ago=2 + i) for i in range(5)]
+    rows += [lab("p0", "creatinine", 400.0, "umol/L", days_ago=30)]  # earlier, not the latest
+    store = make_store(people, rows)
+    trials = [
+        protocol([crit("inc-1", egfr_rule(">=", 60))], pid="A"),
+        protocol(
+            [crit("inc-1", egfr_rule("<", 90)), crit("inc-2", egfr_rule(">=", 15, 7))], pid="B"
+        ),  # fmt: skip
+    ]
+    backend = Recording()
+    both = screen_store(store, trials, AS_OF, backend=backend).records
+    picks = [s for s in backend.made if s.startswith("SELECT * FROM (SELECT *, row_number()")]
+    assert len(picks) == 1 and "'creatinine'" in picks[0]
+    alone = [r for t in trials for r in screen_store(store, [t], AS_OF).records]
+    key = lambda r: (r["trial_id"], r["patient_id"])  # noqa: E731
+    assert sorted(both, key=key) == sorted(alone, key=key)
+    verdicts_a = {
+        r["patient_id"]: r["criteria"][0]["verdict"] for r in both if r["trial_id"] == "A"
+    }
+    assert set(verdicts_a.values()) == {"met", "not_met", "unknown"}

@@ -145,6 +145,30 @@ class Verdicts:
         return f"CASE WHEN {alias}.patient_id IS NULL THEN {default} ELSE {alias}.{col} END"
 
 
+@dataclass(frozen=True)
+class Measure:
+    """A measurement rule (lab, eGFR) before aggregation: ``rows`` selects its results
+    (patient_id, t, val, cmp, ev1 and what ``limit`` reads), ``cmp`` the comparator when ``val``
+    is a reported bound (screen.bounds), else NULL; the rule is ``<agg>(val) op limit``, with
+    ``limit`` SQL over the columns of ``rows``."""
+
+    rows: str
+    limit: str
+    op: str
+    agg: str
+    label: str
+    unit: str
+    rule_text: str
+    missing: str
+
+    def latest_sql(self) -> str:
+        """Each patient's latest result (results of the same instant: by their evidence)."""
+        return (
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY patient_id "
+            f"ORDER BY t DESC, {tie_order('ev1')}) AS rn FROM ({self.rows})) WHERE rn = 1"
+        )
+
+
 def events_of(kinds: Sequence[str]) -> str:
     """SQL relation: the events of ``kinds``, read kind by kind (UNION ALL). The store is
     clustered by kind, so reading one kind reads only its row groups; a filter on several
@@ -209,6 +233,7 @@ class Compiler:
         kidney: kidney_tables.KidneyTables | None = None,
         memo: dict[str, str] | None = None,
         history: dict[str, tuple[str, int]] | None = None,
+        shared_latest: set[str] | None = None,
     ) -> None:
         self.backend = backend
         self.as_of = as_of
@@ -223,6 +248,9 @@ class Compiler:
         #: coded-history request -> (table, k) of its rows in a table of
         #: :meth:`evaluate_history`, shared between the protocols of one run
         self.history = {} if history is None else history
+        #: latest-result queries (:meth:`Measure.latest_sql`) that several rules of the run
+        #: compare, made once as a table (:meth:`latest_requests`); the others stay subqueries
+        self.shared_latest = set() if shared_latest is None else shared_latest
 
     # -- plumbing ---------------------------------------------------------------------------
     def table(self, select_sql: str) -> str:
@@ -372,6 +400,20 @@ class Compiler:
             and set((req := self._history_request(body)).kinds) <= set(CODED_KINDS)
         ]
 
+    def latest_requests(self, rules: Iterable[Any]) -> list[Measure]:
+        """The lab and eGFR rules of ``agg: latest`` in the trees ``rules``: a latest result
+        that several of them compare (three trials' eGFR limits on the creatinine of the same
+        90 days) is picked once (:attr:`shared_latest`)."""
+        measures = {"lab": self._lab_measure, "egfr": self._egfr_measure}
+        return [
+            m
+            for rule in rules
+            for kind, body in rule_nodes(rule)
+            if kind in measures
+            and body.get("from") != "aki_baseline"
+            and (m := measures[kind](body)).agg == "latest"
+        ]
+
     def evaluate_history(self, requests: Sequence[HistoryRequest]) -> None:
         """Evaluate coded-history requests in one pass over the events: one table with a
         group of rows ``k`` per distinct request (patient, count, evidence, latest record),
@@ -474,46 +516,43 @@ class Compiler:
         )
 
     # -- measurements (open world) -------------------------------------------------------------
-    def _numeric(
-        self,
-        rows_sql: str,
-        *,
-        op: str,
-        agg: str,
-        label: str,
-        unit: str,
-        rule_text: str,
-        missing: str,
-    ) -> Verdicts:
-        """Aggregate rows (patient_id, t, val, cmp, lim, pass BOOLEAN, ev1) into verdicts;
-        ``cmp`` is the comparator when ``val`` is a reported bound (screen.bounds), else NULL,
-        ``pass`` (``val op lim``) is NULL when the bound leaves the rule open.
+    def _numeric(self, m: Measure) -> Verdicts:
+        """The verdicts of measurement rule ``m``: per patient, the latest, lowest or highest
+        result, or whether any or every result meets it; ``pass`` (``val op limit``) is NULL
+        when a bound leaves the rule open.
 
         ``min``/``max`` with bounds among a patient's results are decided from the interval
         the true extreme lies in (:func:`_extreme_of_bounds`), decided only when every value
         in it agrees; the result shown is the one with the extreme reported number, as without
-        bounds."""
-        tie = tie_order("ev1")  # results of the same instant: by their evidence
-        order = {"latest": f"t DESC, {tie}", "min": f"val ASC, t DESC, {tie}",
-                 "max": f"val DESC, t DESC, {tie}"}  # fmt: skip
+        bounds. The latest results of an analyte in a window that several rules compare (the
+        trials' eGFR limits) are picked once (:attr:`Compiler.shared_latest`)."""
+        op, agg, rule_text, missing = m.op, m.agg, m.rule_text, m.missing
+        passes = compare_sql("val", "cmp", op, "lim")
         show = (
-            f"'{escape(label)} ' || COALESCE(cmp, '') || {fmt_num('val')} || ' {escape(unit)} on ' "
-            "|| strftime(t, '%Y-%m-%d')"
+            f"'{escape(m.label)} ' || COALESCE(cmp, '') || {fmt_num('val')} || "
+            f"' {escape(m.unit)} on ' || strftime(t, '%Y-%m-%d')"
         )
+        v = f"CASE WHEN a.pass THEN {MET} WHEN NOT a.pass THEN {NOT_MET} ELSE {UNKNOWN} END"
+        reason = f"'{agg} ' || a.what || ' (rule: {escape(rule_text)})'"
+        if agg == "latest":
+            latest = m.latest_sql()
+            source = self.table(latest) if latest in self.shared_latest else f"({latest})"
+            sql = (
+                f"SELECT patient_id, {passes} AS pass, {show} AS what, [ev1] AS evs "
+                f"FROM (SELECT *, {m.limit} AS lim FROM {source})"
+            )
+            return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
+        rows_sql = f"SELECT *, {passes} AS pass FROM (SELECT *, {m.limit} AS lim FROM ({m.rows}))"
+        tie = tie_order("ev1")  # results of the same instant: by their evidence
+        order = {"min": f"val ASC, t DESC, {tie}", "max": f"val DESC, t DESC, {tie}"}
         if agg in order:
-            pass_ = "k.pass"
-            ends = ""
-            if agg != "latest":
-                ends, pass_ = _extreme_of_bounds(agg, op)
-            join = " JOIN x ON x.patient_id = k.patient_id" if ends else ""
+            ends, pass_ = _extreme_of_bounds(agg, op)
             sql = f"""
                 WITH r AS ({rows_sql}),
                 k AS (SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY {order[agg]})
                       AS rn FROM r){ends}
                 SELECT k.patient_id, {pass_} AS pass, {show} AS what, [k.ev1] AS evs
-                FROM k{join} WHERE k.rn = 1"""
-            v = f"CASE WHEN a.pass THEN {MET} WHEN NOT a.pass THEN {NOT_MET} ELSE {UNKNOWN} END"
-            reason = f"'{agg} ' || a.what || ' (rule: {escape(rule_text)})'"
+                FROM k JOIN x ON x.patient_id = k.patient_id WHERE k.rn = 1"""
             return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
         if agg not in ("any", "every"):
             raise RuleError(f"unknown aggregation {agg!r} (latest, min, max, any, every)")
@@ -562,6 +601,9 @@ class Compiler:
         return self._finish(sql, v, reason, ev, UNKNOWN, missing)
 
     def _n_lab(self, body: Mapping[str, Any]) -> Verdicts:
+        return self._numeric(self._lab_measure(body))
+
+    def _lab_measure(self, body: Mapping[str, Any]) -> Measure:
         analyte = str(body["analyte"])
         if analyte not in units.ANALYTES:
             raise RuleError(f"unknown analyte {analyte!r}")
@@ -575,7 +617,8 @@ class Compiler:
             k = float(body["uln_multiple" if upper else "lln_multiple"])
             default = units.default_uln(analyte) if upper else units.default_lln(analyte)
             ref = "e.ref_high" if upper else "e.ref_low"
-            limit = f"({lit(k)} * COALESCE({ref}, {lit(default)}))"
+            limit = f"({lit(k)} * COALESCE(ref, {lit(default)}))"
+            ref_col = f", {ref} AS ref"
             name = "ULN" if upper else "LLN"
             rule_text = f"{op} {k:g} x {name}"
             note = (
@@ -590,6 +633,7 @@ class Compiler:
             except units.UnitError as e:
                 raise RuleError(str(e)) from e
             limit = lit(threshold)
+            ref_col = ""
             rule_text = f"{op} {given:g} {unit}"
             if unit != cunit:
                 rule_text += f" = {threshold:.4g} {cunit}"
@@ -597,16 +641,16 @@ class Compiler:
         # the comparator of a bound read once per result, then compared and shown
         note = reported_as_sql(note, "e.cmp", "e.value_text")
         rows = (
-            f"SELECT patient_id, t, val, cmp, lim, {compare_sql('val', 'cmp', op, 'lim')} AS pass, "
-            f"ev1 FROM (SELECT e.patient_id, e.start_time AS t, e.value AS val, "
-            f"e.cmp, {limit} AS lim, {event_evidence('e', note)} AS ev1 "
+            f"SELECT e.patient_id, e.start_time AS t, e.value AS val, e.cmp{ref_col}, "
+            f"{event_evidence('e', note)} AS ev1 "
             f"FROM (SELECT *, {comparator_sql('e.value_text')} AS cmp FROM events e "
             f"WHERE e.analyte = {lit(analyte)} AND e.value IS NOT NULL "
-            f"AND {w.contains('e.start_time', self.as_of)}) e) b"
+            f"AND {w.contains('e.start_time', self.as_of)}) e"
         )
-        return self._numeric(
+        return Measure(
             rows,
-            op=op,
+            limit,
+            op,
             agg=str(body.get("agg", "latest")),
             label=analyte,
             unit=cunit,
@@ -615,6 +659,12 @@ class Compiler:
         )
 
     def _n_egfr(self, body: Mapping[str, Any]) -> Verdicts:
+        if body.get("from") == "aki_baseline":
+            return self._egfr_baseline(body)
+        return self._numeric(self._egfr_measure(body))
+
+    def _egfr_rule(self, body: Mapping[str, Any]) -> tuple[str, str, float, str]:
+        """(equation, op, value, rule text) of an eGFR rule."""
         equation = str(body.get("equation", "ckd-epi-2021"))
         if equation not in EQUATIONS:
             raise RuleError(f"unknown eGFR equation {equation!r}")
@@ -622,9 +672,10 @@ class Compiler:
             raise RuleError(f"{equation}: cystatin C pairing is not supported in rules yet")
         op = str(body["op"])
         value = float(body["value"])
-        rule_text = f"eGFR {op} {value:g} mL/min/1.73m2 ({equation})"
-        if body.get("from") == "aki_baseline":
-            return self._egfr_baseline(body, equation, op, value, rule_text)
+        return equation, op, value, f"eGFR {op} {value:g} mL/min/1.73m2 ({equation})"
+
+    def _egfr_measure(self, body: Mapping[str, Any]) -> Measure:
+        equation, op, value, rule_text = self._egfr_rule(body)
         w = parse_window(body.get("window", "ever"))
         age = age_years_sql("p.birth_date", "e.start_time")
         egfr = _rounded_egfr(equation, "e.value", age)
@@ -639,9 +690,8 @@ class Compiler:
             "e.source", "e.code_system || '|' || e.code", "val", "'mL/min/1.73m2'", "t", "note"
         )
         rows = (
-            f"SELECT patient_id, t, val, cmp, {lit(value)} AS lim, "
-            f"{compare_sql('val', 'cmp', op, lit(value))} AS pass, "
-            f"{ev} AS ev1 FROM (SELECT e.patient_id, e.start_time AS t, {egfr} AS val, "
+            f"SELECT patient_id, t, val, cmp, {ev} AS ev1 "
+            f"FROM (SELECT e.patient_id, e.start_time AS t, {egfr} AS val, "
             f"{mapped_comparator_sql(cmp, EGFR_FROM_CREATININE)} AS cmp, "
             f"{note} AS note, e.source, e.code_system, e.code "
             f"FROM events e JOIN pop p ON p.patient_id = e.patient_id "
@@ -649,9 +699,10 @@ class Compiler:
             f"AND p.birth_date IS NOT NULL AND p.sex IN ('male', 'female') "
             f"AND {w.contains('e.start_time', self.as_of)}) e"
         )
-        return self._numeric(
+        return Measure(
             rows,
-            op=op,
+            lit(value),
+            op,
             agg=str(body.get("agg", "latest")),
             label="eGFR",
             unit="mL/min/1.73m2",
@@ -659,9 +710,8 @@ class Compiler:
             missing=f"no creatinine result (with age and sex) in {_window_phrase(w)}",
         )
 
-    def _egfr_baseline(
-        self, body: Mapping[str, Any], equation: str, op: str, value: float, rule_text: str
-    ) -> Verdicts:
+    def _egfr_baseline(self, body: Mapping[str, Any]) -> Verdicts:
+        equation, op, value, rule_text = self._egfr_rule(body)
         baseline = str(body.get("baseline", "kdigo"))
         w = parse_window(body.get("window", {"days": self.settings.get("aki_lookback_days", 7)}))
         stages = self.kidney.stages(baseline, w)
@@ -692,10 +742,9 @@ class Compiler:
         ev = evidence_struct("source", "code", "val", "'mL/min/1.73m2'", "t", shown)
         # the eGFR and the comparator computed once per result, then compared and shown
         rows = f"""
-            SELECT patient_id, t, val, cmp, lim, {compare_sql("val", "cmp", op, "lim")}
-                AS pass, {ev} AS ev1, kdigo_stage
+            SELECT patient_id, t, val, cmp, {ev} AS ev1, kdigo_stage
             FROM (
-              SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp, {lit(value)} AS lim,
+              SELECT s.patient_id, s.t, {egfr} AS val, {cmp} AS cmp,
                      s.kdigo_stage, {note} AS note, c.source, c.code
               FROM {stages} s JOIN pop p ON p.patient_id = s.patient_id
               JOIN {creat} c ON c.rid = s.rid
@@ -705,18 +754,21 @@ class Compiler:
         # the result of the highest KDIGO stage in the window (latest among equals; results of
         # the same instant: by their evidence)
         ranked = f"""
-            SELECT patient_id, t, val, cmp, lim, pass, ev1 FROM (
+            SELECT patient_id, t, val, cmp, ev1 FROM (
                 SELECT *, row_number() OVER (PARTITION BY patient_id
                     ORDER BY kdigo_stage DESC, t DESC, {tie_order("ev1")}) AS rn FROM ({rows}))
             WHERE rn = 1"""
         return self._numeric(
-            ranked,
-            op=op,
-            agg="latest",
-            label="pre-AKI eGFR",
-            unit="mL/min/1.73m2",
-            rule_text=rule_text,
-            missing=f"no creatinine with a baseline in {_window_phrase(w)}",
+            Measure(
+                ranked,
+                lit(value),
+                op,
+                agg="latest",
+                label="pre-AKI eGFR",
+                unit="mL/min/1.73m2",
+                rule_text=rule_text,
+                missing=f"no creatinine with a baseline in {_window_phrase(w)}",
+            )
         )
 
     def _n_aki(self, body: Mapping[str, Any]) -> Verdicts:

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,17 +269,28 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
     kidney = KidneyTables(backend, as_of)
     memo: dict[str, str] = {}
     history: dict[str, tuple[str, int]] = {}
+    shared_latest: set[str] = set()
     comps = [
         Compiler(
-            backend, as_of, p.concept_sets, getattr(p, "settings", None), kidney, memo, history
+            backend,
+            as_of,
+            p.concept_sets,
+            getattr(p, "settings", None),
+            kidney,
+            memo,
+            history,
+            shared_latest,
         )
         for p in protocols
     ]
+    rules = [[r for c in p.criteria for r in criterion_rules(c)] for p in protocols]
+    # the latest results that several different rules compare, picked once
+    measures = {m for comp, rs in zip(comps, rules, strict=True) for m in comp.latest_requests(rs)}
+    latest = Counter(m.latest_sql() for m in measures)
+    shared_latest.update(q for q, n in latest.items() if n > 1)
     # the coded-history rules of every trial, evaluated in one pass over the events
     requests = [
-        req
-        for comp, p in zip(comps, protocols, strict=True)
-        for req in comp.history_requests(r for c in p.criteria for r in criterion_rules(c))
+        req for comp, rs in zip(comps, rules, strict=True) for req in comp.history_requests(rs)
     ]
     if comps:
         comps[0].evaluate_history(requests)
