@@ -160,13 +160,24 @@ class Measure:
     unit: str
     rule_text: str
     missing: str
+    #: which result ``agg: latest`` shows: the first by this order (then by its evidence)
+    latest_order: str = "t DESC"
 
     def latest_sql(self) -> str:
         """Each patient's latest result (results of the same instant: by their evidence)."""
-        return (
-            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY patient_id "
-            f"ORDER BY t DESC, {tie_order('ev1')}) AS rn FROM ({self.rows})) WHERE rn = 1"
-        )
+        return first_per_patient(self.rows, f"{self.latest_order}, {tie_order('ev1')}")
+
+    def with_limit(self, rows: str) -> str:
+        """SQL: ``rows`` (of :attr:`rows`) with the rule's limit as ``lim``."""
+        return f"(SELECT *, {self.limit} AS lim FROM {rows})"
+
+
+def first_per_patient(rows: str, order: str) -> str:
+    """SQL: each patient's first row of ``rows`` by ``order`` (with its ``rn``, 1)."""
+    return (
+        "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY patient_id "
+        f"ORDER BY {order}) AS rn FROM ({rows})) WHERE rn = 1"
+    )
 
 
 def events_of(kinds: Sequence[str]) -> str:
@@ -404,14 +415,11 @@ class Compiler:
         """The lab and eGFR rules of ``agg: latest`` in the trees ``rules``: a latest result
         that several of them compare (three trials' eGFR limits on the creatinine of the same
         90 days) is picked once (:attr:`shared_latest`)."""
-        measures = {"lab": self._lab_measure, "egfr": self._egfr_measure}
         return [
             m
             for rule in rules
             for kind, body in rule_nodes(rule)
-            if kind in measures
-            and body.get("from") != "aki_baseline"
-            and (m := measures[kind](body)).agg == "latest"
+            if (m := self._measure(kind, body)) is not None and m.agg == "latest"
         ]
 
     def evaluate_history(self, requests: Sequence[HistoryRequest]) -> None:
@@ -539,20 +547,19 @@ class Compiler:
             source = self.table(latest) if latest in self.shared_latest else f"({latest})"
             sql = (
                 f"SELECT patient_id, {passes} AS pass, {show} AS what, [ev1] AS evs "
-                f"FROM (SELECT *, {m.limit} AS lim FROM {source})"
+                f"FROM {m.with_limit(source)}"
             )
             return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
-        rows_sql = f"SELECT *, {passes} AS pass FROM (SELECT *, {m.limit} AS lim FROM ({m.rows}))"
+        rows_sql = f"SELECT *, {passes} AS pass FROM {m.with_limit(f'({m.rows})')}"
         tie = tie_order("ev1")  # results of the same instant: by their evidence
         order = {"min": f"val ASC, t DESC, {tie}", "max": f"val DESC, t DESC, {tie}"}
         if agg in order:
             ends, pass_ = _extreme_of_bounds(agg, op)
             sql = f"""
                 WITH r AS ({rows_sql}),
-                k AS (SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY {order[agg]})
-                      AS rn FROM r){ends}
+                k AS ({first_per_patient("SELECT * FROM r", order[agg])}){ends}
                 SELECT k.patient_id, {pass_} AS pass, {show} AS what, [k.ev1] AS evs
-                FROM k JOIN x ON x.patient_id = k.patient_id WHERE k.rn = 1"""
+                FROM k JOIN x ON x.patient_id = k.patient_id"""
             return self._finish(sql, v, reason, "a.evs", UNKNOWN, missing)
         if agg not in ("any", "every"):
             raise RuleError(f"unknown aggregation {agg!r} (latest, min, max, any, every)")
@@ -599,6 +606,15 @@ class Compiler:
             ev = "CASE WHEN a.n_false > 0 THEN a.ev_false ELSE a.ev_all END"
         ev = f"list_slice({ev}, 1, {MAX_EVIDENCE})"
         return self._finish(sql, v, reason, ev, UNKNOWN, missing)
+
+    def _measure(self, kind: str, body: Mapping[str, Any]) -> Measure | None:
+        """The :class:`Measure` of a rule node that reads results from the events (lab, eGFR
+        from creatinine); None for any other node."""
+        if kind == "lab":
+            return self._lab_measure(body)
+        if kind == "egfr" and body.get("from") != "aki_baseline":
+            return self._egfr_measure(body)
+        return None
 
     def _n_lab(self, body: Mapping[str, Any]) -> Verdicts:
         return self._numeric(self._lab_measure(body))
@@ -659,9 +675,8 @@ class Compiler:
         )
 
     def _n_egfr(self, body: Mapping[str, Any]) -> Verdicts:
-        if body.get("from") == "aki_baseline":
-            return self._egfr_baseline(body)
-        return self._numeric(self._egfr_measure(body))
+        m = self._measure("egfr", body)
+        return self._egfr_baseline(body) if m is None else self._numeric(m)
 
     def _egfr_rule(self, body: Mapping[str, Any]) -> tuple[str, str, float, str]:
         """(equation, op, value, rule text) of an eGFR rule."""
@@ -751,16 +766,10 @@ class Compiler:
               LEFT JOIN ({below}) lb ON lb.rid = s.rid
               WHERE s.baseline_umol_l IS NOT NULL AND p.birth_date IS NOT NULL
                 AND p.sex IN ('male', 'female') AND {w.contains("s.t", self.as_of)})"""
-        # the result of the highest KDIGO stage in the window (latest among equals; results of
-        # the same instant: by their evidence)
-        ranked = f"""
-            SELECT patient_id, t, val, cmp, ev1 FROM (
-                SELECT *, row_number() OVER (PARTITION BY patient_id
-                    ORDER BY kdigo_stage DESC, t DESC, {tie_order("ev1")}) AS rn FROM ({rows}))
-            WHERE rn = 1"""
+        # shown: the result of the highest KDIGO stage in the window (latest among equals)
         return self._numeric(
             Measure(
-                ranked,
+                rows,
                 lit(value),
                 op,
                 agg="latest",
@@ -768,6 +777,7 @@ class Compiler:
                 unit="mL/min/1.73m2",
                 rule_text=rule_text,
                 missing=f"no creatinine with a baseline in {_window_phrase(w)}",
+                latest_order="kdigo_stage DESC, t DESC",
             )
         )
 
