@@ -284,9 +284,12 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
         for p in protocols
     ]
     rules = [[r for c in p.criteria for r in criterion_rules(c)] for p in protocols]
-    # the latest results that several different rules compare, picked once
-    measures = {m for comp, rs in zip(comps, rules, strict=True) for m in comp.latest_requests(rs)}
-    latest = Counter(m.latest_sql() for m in measures)
+    # the results every lab and eGFR rule reads, selected in one pass over the events; the
+    # latest results that several different rules compare, picked once
+    measures = {m for comp, rs in zip(comps, rules, strict=True) for m in comp.measurements(rs)}
+    if comps:
+        comps[0].select_measurements(measures)
+    latest = Counter(m.latest_sql() for m in measures if m.agg == "latest")
     shared_latest.update(q for q, n in latest.items() if n > 1)
     # the coded-history rules of every trial, evaluated in one pass over the events
     requests = [
