@@ -20,12 +20,28 @@ def _differing_rows(backend: DuckDBBackend, a: str, b: str) -> int:
     return int(backend.rows(sql)[0][0])
 
 
-def test_each_rule_selects_the_rows_it_selects_from_the_events(tmp_path: Path) -> None:
+def _demo_backend(tmp_path: Path) -> DuckDBBackend:
     build_demo_store(tmp_path / "store", n_patients=300)
     backend = DuckDBBackend()
     backend.open_store(tmp_path / "store")
     backend.load_events(ALL_PATIENTS)
     backend.create("pop", "SELECT patient_id, birth_date, sex, source FROM patients")
+    return backend
+
+
+def _assert_same_rows(backend: DuckDBBackend, measures: list[Measure]) -> int:
+    """Each measure's rows from the table equal its rows from the events; return their count."""
+    n_rows = 0
+    for m in measures:
+        from_events = m.rows.replace(MEASUREMENTS, "events")
+        assert from_events != m.rows
+        assert _differing_rows(backend, m.rows, from_events) == 0, m.rule_text
+        n_rows += int(backend.rows(f"SELECT count(*) FROM ({m.rows})")[0][0])
+    return n_rows
+
+
+def test_each_rule_selects_the_rows_it_selects_from_the_events(tmp_path: Path) -> None:
+    backend = _demo_backend(tmp_path)
     measures: list[Measure] = []
     for proto in load_bundled():
         comp = Compiler(backend, DEMO_AS_OF, proto.concept_sets)
@@ -36,13 +52,7 @@ def test_each_rule_selects_the_rows_it_selects_from_the_events(tmp_path: Path) -
     assert len(windows) >= 15  # the bundled protocols' analytes
     assert {"hemoglobin", "uacr"} <= {a for a, w in windows.items() if len(w) > 1}
     comp.select_measurements(measures)
-    n_rows = 0
-    for m in measures:
-        from_events = m.rows.replace(MEASUREMENTS, "events")
-        assert from_events != m.rows
-        assert _differing_rows(backend, m.rows, from_events) == 0, m.rule_text
-        n_rows += int(backend.rows(f"SELECT count(*) FROM ({m.rows})")[0][0])
-    assert n_rows > 1000  # the cohort has results for many of the rules
+    assert _assert_same_rows(backend, measures) > 1000  # results for many of the rules
     # the windows cut: results older than every window of their analyte are not selected
     names = ", ".join(f"'{a}'" for a in windows)
     kept = backend.rows(f"SELECT count(*) FROM {MEASUREMENTS}")[0][0]
@@ -50,3 +60,27 @@ def test_each_rule_selects_the_rows_it_selects_from_the_events(tmp_path: Path) -
         f"SELECT count(*) FROM events WHERE analyte IN ({names}) AND value IS NOT NULL"
     )[0][0]
     assert 0 < kept < all_results
+
+
+def test_a_rule_over_the_whole_history_keeps_all_of_its_analyte(tmp_path: Path) -> None:
+    """A window of "ever" (no far edge) beside a window of days on the same analyte."""
+    backend = _demo_backend(tmp_path)
+    comp = Compiler(backend, DEMO_AS_OF, {})
+    rules = [
+        {"lab": {"analyte": "creatinine", "op": ">", "value": 100, "window": "ever"}},
+        {"egfr": {"op": "<", "value": 60, "window": {"days": 30}}},
+        {"lab": {"analyte": "platelets", "op": "<", "value": 100, "window": {"days": 7}}},
+    ]
+    measures = comp.measurements(rules)
+    assert [m.analyte for m in measures] == ["creatinine", "creatinine", "platelets"]
+    comp.select_measurements(measures)
+    assert _assert_same_rows(backend, measures) > 100
+    kept = dict(backend.rows(f"SELECT analyte, count(*) FROM {MEASUREMENTS} GROUP BY analyte"))
+    everything = dict(
+        backend.rows(
+            "SELECT analyte, count(*) FROM events WHERE analyte IN ('creatinine', 'platelets') "
+            f"AND value IS NOT NULL AND start_time <= TIMESTAMP '{DEMO_AS_OF}' GROUP BY analyte"
+        )
+    )
+    assert kept["creatinine"] == everything["creatinine"]
+    assert 0 < kept["platelets"] < everything["platelets"]
