@@ -17,7 +17,10 @@ def test_a_row_number_without_order_becomes_a_unique_id() -> None:
     assert "ROW_NUMBER() OVER (PARTITION BY y ORDER BY x NULLS LAST) AS q" in sql
 
 
-def test_median_and_list_slice() -> None:
-    sql = to_spark_sql("SELECT median(v) OVER (PARTITION BY p) AS m, list_slice(l, 2, 4) FROM t")
+def test_median_and_lists() -> None:
+    sql = to_spark_sql(
+        "SELECT median(v) OVER (PARTITION BY p) AS m, list_slice(l, 2, 4), list_where(l, k) FROM t"
+    )
     assert "PERCENTILE(v, 0.5) OVER (PARTITION BY p)" in sql
     assert "SLICE(l, 2, 4 - 2 + 1)" in sql
+    assert "FILTER(l, (_item, _pos) -> ELEMENT_AT(k, _pos + 1))" in sql

@@ -491,7 +491,10 @@ class Compiler:
             f"SELECT m.k, {_HISTORY_ROW} FROM {events_of(kinds)} e JOIN ({m}) m ON {_CODE_KEYS} "
             f"WHERE CASE m.k {when} END"
         )
-        table = self.table(group_rows(rows, ("k", "patient_id"), _HISTORY_AGGS))
+        # stored by request: each has/count node's filter ``k = <k>`` reads the row groups of its
+        # own rows (1M patients: the ~70 filters 1.9 -> 0.7 s, for a 0.4 s sort)
+        grouped = group_rows(rows, ("k", "patient_id"), _HISTORY_AGGS)
+        table = self.table(f"SELECT * FROM ({grouped}) ORDER BY k")
         for k, r in enumerate(new):
             self.history[r.key] = (table, k)
 

@@ -214,14 +214,15 @@ def _compact_sql(verdicts: str, nodes: list[Verdicts]) -> str:
     criterion's 0-based position ``i`` (the default reasons are stored once, in the file
     metadata)."""
     letters = ", ".join(f"substr({lit(VERDICT_LETTERS)}, w.v{i} + 1, 1)" for i in range(len(nodes)))
+    # every item, kept where the node has a row (a mask: no CASE copying each item's evidence,
+    # 1M records ~10 % faster)
     items = ", ".join(
-        f"CASE WHEN c{i}.patient_id IS NOT NULL THEN "
-        f"{{'i': {i}, 'reason': c{i}.reason, 'evidence': c{i}.ev}} END"
-        for i in range(len(nodes))
+        f"{{'i': {i}, 'reason': c{i}.reason, 'evidence': c{i}.ev}}" for i in range(len(nodes))
     )
+    rows = ", ".join(f"c{i}.patient_id IS NOT NULL" for i in range(len(nodes)))
     return (
         f"SELECT w.patient_id, w.trial_id, w.status, concat({letters or repr('')}) AS verdicts, "
-        f"list_filter([{items}], lambda d: d IS NOT NULL) AS details "
+        f"list_where([{items}], [{rows}]) AS details "
         f"FROM {verdicts} w {left_joins(nodes, 'w')}"
     )
 
