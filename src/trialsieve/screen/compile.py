@@ -362,8 +362,10 @@ class Compiler:
 
     # -- demographic leaves --------------------------------------------------------------------
     def _dense(self, select_sql: str) -> Verdicts:
-        """A node with a row for every screened patient (its default is never used)."""
-        return Verdicts(self.table(select_sql), UNKNOWN, "not screened")
+        """A node with a row for every screened patient (its default is never used): a
+        subquery of ``pop``, not a table; its readers take what they need of it (the verdict
+        tables only ``v``)."""
+        return Verdicts(f"({select_sql})", UNKNOWN, "not screened")
 
     def _n_age(self, body: Mapping[str, Any]) -> Verdicts:
         age = age_years_sql("p.birth_date", self.T)
