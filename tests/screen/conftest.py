@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from storekit import build_store
 
+from trialsieve.demo.cohort import build_demo_store
+from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend
+
 _n = itertools.count()
 
 
@@ -20,3 +23,14 @@ def make_store(tmp_path: Path) -> Callable[[list[dict], list[dict]], Path]:
         return build_store(tmp_path / f"store{next(_n)}", patients, events)
 
     return build
+
+
+@pytest.fixture
+def demo_backend(tmp_path: Path) -> DuckDBBackend:
+    """A DuckDB backend over a 300-patient demo store: events loaded, ``pop`` every patient."""
+    build_demo_store(tmp_path / "demo", n_patients=300)
+    backend = DuckDBBackend()
+    backend.open_store(tmp_path / "demo")
+    backend.load_events(ALL_PATIENTS)
+    backend.create("pop", "SELECT patient_id, birth_date, sex, source FROM patients")
+    return backend

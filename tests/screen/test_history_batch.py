@@ -4,20 +4,14 @@ row (concept predicate, timing and route on every event), on the demo cohort."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
+from trialsieve.demo.cohort import DEMO_AS_OF
 from trialsieve.protocols.loader import load_bundled
-from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend
+from trialsieve.screen.backend import DuckDBBackend
 from trialsieve.screen.compile import _HISTORY_AGGS, _HISTORY_ROW, Compiler, criterion_rules
 
 
-def test_one_pass_equals_each_rule_alone(tmp_path: Path) -> None:
-    build_demo_store(tmp_path / "store", n_patients=300)
-    backend = DuckDBBackend()
-    backend.open_store(tmp_path / "store")
-    backend.load_events(ALL_PATIENTS)
-    backend.create("pop", "SELECT patient_id, birth_date, sex, source FROM patients")
+def test_one_pass_equals_each_rule_alone(demo_backend: DuckDBBackend) -> None:
+    backend = demo_backend
     memo: dict[str, str] = {}
     history: dict[str, tuple[str, int]] = {}
     requests = []

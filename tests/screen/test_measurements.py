@@ -6,11 +6,10 @@ several rules read in different windows."""
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
 
-from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
+from trialsieve.demo.cohort import DEMO_AS_OF
 from trialsieve.protocols.loader import load_bundled
-from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend
+from trialsieve.screen.backend import DuckDBBackend
 from trialsieve.screen.compile import MEASUREMENTS, Compiler, Measure, criterion_rules
 
 
@@ -18,15 +17,6 @@ def _differing_rows(backend: DuckDBBackend, a: str, b: str) -> int:
     """Rows of ``a`` not in ``b`` and of ``b`` not in ``a`` (as multisets)."""
     sql = f"SELECT count(*) FROM (({a} EXCEPT ALL {b}) UNION ALL ({b} EXCEPT ALL {a}))"
     return int(backend.rows(sql)[0][0])
-
-
-def _demo_backend(tmp_path: Path) -> DuckDBBackend:
-    build_demo_store(tmp_path / "store", n_patients=300)
-    backend = DuckDBBackend()
-    backend.open_store(tmp_path / "store")
-    backend.load_events(ALL_PATIENTS)
-    backend.create("pop", "SELECT patient_id, birth_date, sex, source FROM patients")
-    return backend
 
 
 def _assert_same_rows(backend: DuckDBBackend, measures: list[Measure]) -> int:
@@ -40,8 +30,10 @@ def _assert_same_rows(backend: DuckDBBackend, measures: list[Measure]) -> int:
     return n_rows
 
 
-def test_each_rule_selects_the_rows_it_selects_from_the_events(tmp_path: Path) -> None:
-    backend = _demo_backend(tmp_path)
+def test_each_rule_selects_the_rows_it_selects_from_the_events(
+    demo_backend: DuckDBBackend,
+) -> None:
+    backend = demo_backend
     measures: list[Measure] = []
     for proto in load_bundled():
         comp = Compiler(backend, DEMO_AS_OF, proto.concept_sets)
@@ -62,9 +54,11 @@ def test_each_rule_selects_the_rows_it_selects_from_the_events(tmp_path: Path) -
     assert 0 < kept < all_results
 
 
-def test_a_rule_over_the_whole_history_keeps_all_of_its_analyte(tmp_path: Path) -> None:
+def test_a_rule_over_the_whole_history_keeps_all_of_its_analyte(
+    demo_backend: DuckDBBackend,
+) -> None:
     """A window of "ever" (no far edge) beside a window of days on the same analyte."""
-    backend = _demo_backend(tmp_path)
+    backend = demo_backend
     comp = Compiler(backend, DEMO_AS_OF, {})
     rules = [
         {"lab": {"analyte": "creatinine", "op": ">", "value": 100, "window": "ever"}},

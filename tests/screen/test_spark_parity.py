@@ -166,12 +166,7 @@ def test_evidence_lists_identical_on_spark(spark: SparkBackend) -> None:
     want = duck.arrow(
         f"SELECT g, list(ev ORDER BY t DESC, {tie_order('ev')}) AS evs FROM r GROUP BY g ORDER BY g"
     ).to_pylist()
-    assert duck.arrow(listed).to_pylist() == want
-    spark.create("r", rows)
-    try:
-        assert spark.arrow(listed).to_pylist() == want
-    finally:
-        spark.drop("r")
+    assert _same_on_both(spark, rows, listed) == want
     assert len(want) == 7 and all(len(x["evs"]) > 15 for x in want)
 
 
@@ -193,14 +188,20 @@ def test_masked_lists_identical_on_spark(spark: SparkBackend) -> None:
         {"g": 2, "kept": [{"i": 2, "x": "c"}]},
         {"g": 3, "kept": []},
     ]
+    assert _same_on_both(spark, rows, kept) == want
+
+
+def _same_on_both(spark: SparkBackend, rows: str, query: str) -> list[dict[str, Any]]:
+    """The rows of ``query`` over a table ``r`` of ``rows`` on DuckDB, checked equal on Spark."""
     duck = DuckDBBackend()
     duck.create("r", rows)
-    assert duck.arrow(kept).to_pylist() == want
+    got = duck.arrow(query).to_pylist()
     spark.create("r", rows)
     try:
-        assert spark.arrow(kept).to_pylist() == want
+        assert spark.arrow(query).to_pylist() == got
     finally:
         spark.drop("r")
+    return got
 
 
 @pytest.mark.slow
