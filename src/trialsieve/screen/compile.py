@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,7 +272,8 @@ class Compiler:
         #: :meth:`evaluate_history`, shared between the protocols of one run
         self.history = {} if history is None else history
         #: latest-result queries (:meth:`Measure.latest_sql`) that several rules of the run
-        #: compare, made once as a table (:meth:`latest_requests`); the others stay subqueries
+        #: compare, made once as a table (:meth:`prepare_measurements`); the others stay
+        #: subqueries
         self.shared_latest = set() if shared_latest is None else shared_latest
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -430,14 +432,20 @@ class Compiler:
         ]
 
     def measurements(self, rules: Iterable[Any]) -> list[Measure]:
-        """The lab and eGFR rules in the trees ``rules``: what :meth:`select_measurements`
-        selects the results of, and, for ``agg: latest``, the latest results that several of
-        them compare (three trials' eGFR limits on the creatinine of the same 90 days), picked
-        once (:attr:`shared_latest`)."""
+        """The lab and eGFR rules in the trees ``rules`` (for :meth:`prepare_measurements`)."""
         return [
             m for rule in rules for kind, body in rule_nodes(rule)
             if (m := self._measure(kind, body)) is not None
         ]  # fmt: skip
+
+    def prepare_measurements(self, measures: Collection[Measure]) -> None:
+        """Before the run's rules are compiled: select the results the measurement rules
+        ``measures`` (of every trial) read (:meth:`select_measurements`), and mark the latest
+        results that several different rules compare (three trials' eGFR limits on the
+        creatinine of the same 90 days) to be picked once (:attr:`shared_latest`)."""
+        self.select_measurements(measures)
+        picks = Counter(m.latest_sql() for m in set(measures) if m.agg == "latest")
+        self.shared_latest.update(q for q, n in picks.items() if n > 1)
 
     def select_measurements(self, measures: Iterable[Measure]) -> None:
         """Select the results that the measurement rules ``measures`` read into table

@@ -27,7 +27,6 @@ import logging
 import os
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,11 +286,9 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
     rules = [[r for c in p.criteria for r in criterion_rules(c)] for p in protocols]
     # the results every lab and eGFR rule reads, selected in one pass over the events; the
     # latest results that several different rules compare, picked once
-    measures = {m for comp, rs in zip(comps, rules, strict=True) for m in comp.measurements(rs)}
+    measures = [m for comp, rs in zip(comps, rules, strict=True) for m in comp.measurements(rs)]
     if comps:
-        comps[0].select_measurements(measures)
-    latest = Counter(m.latest_sql() for m in measures if m.agg == "latest")
-    shared_latest.update(q for q, n in latest.items() if n > 1)
+        comps[0].prepare_measurements(measures)
     # the coded-history rules of every trial, evaluated in one pass over the events
     requests = [
         req for comp, rs in zip(comps, rules, strict=True) for req in comp.history_requests(rs)

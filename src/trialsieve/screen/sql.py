@@ -199,7 +199,7 @@ def group_rows(rows: str, keys: Sequence[str], aggs: Sequence[Agg]) -> str:
 
 def latest_text(time: str, text: str) -> str:
     """SQL aggregate: ``text`` of the latest ``time`` (ties: the greatest text), as
-    ``'YYYY-MM-DD HH:MM:SS|text'``; read it back with :func:`latest_time_part` /
+    ``'YYYY-MM-DD HH:MM:SS|text'``; read it back with :func:`latest_date_part` /
     :func:`latest_text_part`. Portable where ``arg_max`` with ties is not."""
     return f"max({_latest_text_row(time, text)})"
 
