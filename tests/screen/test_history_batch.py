@@ -7,16 +7,23 @@ from __future__ import annotations
 from trialsieve.demo.cohort import DEMO_AS_OF
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.backend import DuckDBBackend
-from trialsieve.screen.compile import _HISTORY_AGGS, _HISTORY_ROW, Compiler, criterion_rules
+from trialsieve.screen.compile import (
+    _HISTORY_AGGS,
+    _HISTORY_ROW,
+    Compiler,
+    RunShared,
+    criterion_rules,
+)
+from trialsieve.screen.kidney_tables import KidneyTables
 
 
 def test_one_pass_equals_each_rule_alone(demo_backend: DuckDBBackend) -> None:
     backend = demo_backend
-    memo: dict[str, str] = {}
-    history: dict[str, tuple[str, int]] = {}
+    run = RunShared(KidneyTables(backend, DEMO_AS_OF))
+    history = run.history
     requests = []
     for proto in load_bundled():
-        comp = Compiler(backend, DEMO_AS_OF, proto.concept_sets, None, None, memo, history)
+        comp = Compiler(backend, DEMO_AS_OF, proto.concept_sets, None, run)
         requests += comp.history_requests(r for c in proto.criteria for r in criterion_rules(c))
     assert len({r.key for r in requests}) >= 40  # the bundled protocols' has/count rules
     comp.evaluate_history(requests)

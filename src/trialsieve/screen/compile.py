@@ -19,7 +19,7 @@ import datetime as dt
 import itertools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from trialsieve import units
@@ -238,11 +238,30 @@ def age_years_sql(birth: str, at: str) -> str:
     )
 
 
+@dataclass
+class RunShared:
+    """What the compilers of one run (or part) share, so that what several trials state is made
+    once."""
+
+    #: creatinine staged once per strategy
+    kidney: kidney_tables.KidneyTables
+    #: SQL text -> table: a rule that several trials state identically (same codes, same
+    #: window) is evaluated once
+    memo: dict[str, str] = field(default_factory=dict)
+    #: coded-history request -> (table, k) of its rows in a table of
+    #: :meth:`Compiler.evaluate_history`
+    history: dict[str, tuple[str, int]] = field(default_factory=dict)
+    #: latest-result queries (:meth:`Measure.latest_sql`) that several rules compare, made once
+    #: as a table (:meth:`Compiler.prepare_measurements`); the others stay subqueries
+    shared_latest: set[str] = field(default_factory=set)
+
+
 class Compiler:
     """Compiles the rules of one protocol into temp tables on a backend (DuckDB, Spark).
 
     ``concept_sets`` maps names to concept sets (protocol ``concept_sets``); ``settings`` are the
-    protocol's settings (e.g. ``aki_lookback_days``).
+    protocol's settings (e.g. ``aki_lookback_days``); ``run`` what the compilers of the run's
+    other protocols share with it (a run of its own when None).
     """
 
     _ids = itertools.count()
@@ -253,37 +272,23 @@ class Compiler:
         as_of: dt.datetime,
         concept_sets: Mapping[str, Any],
         settings: Mapping[str, Any] | None = None,
-        kidney: kidney_tables.KidneyTables | None = None,
-        memo: dict[str, str] | None = None,
-        history: dict[str, tuple[str, int]] | None = None,
-        shared_latest: set[str] | None = None,
+        run: RunShared | None = None,
     ) -> None:
         self.backend = backend
         self.as_of = as_of
         self.T = lit(as_of)
         self.concept_sets = concept_sets
         self.settings = dict(settings or {})
-        #: shared between the protocols of one run: creatinine is staged once per strategy
-        self.kidney = kidney or kidney_tables.KidneyTables(backend, as_of)
-        #: SQL text -> table, shared between the protocols of one run: a rule that several
-        #: trials state identically (same codes, same window) is evaluated once
-        self.memo = {} if memo is None else memo
-        #: coded-history request -> (table, k) of its rows in a table of
-        #: :meth:`evaluate_history`, shared between the protocols of one run
-        self.history = {} if history is None else history
-        #: latest-result queries (:meth:`Measure.latest_sql`) that several rules of the run
-        #: compare, made once as a table (:meth:`prepare_measurements`); the others stay
-        #: subqueries
-        self.shared_latest = set() if shared_latest is None else shared_latest
+        self.run = run or RunShared(kidney_tables.KidneyTables(backend, as_of))
 
     # -- plumbing ---------------------------------------------------------------------------
     def table(self, select_sql: str) -> str:
         """Materialise ``select_sql`` as a node table (once per run for the same SQL)."""
-        name = self.memo.get(select_sql)
+        name = self.run.memo.get(select_sql)
         if name is None:
             name = f"__n{next(self._ids)}"
             self.backend.create(name, select_sql)
-            self.memo[select_sql] = name
+            self.run.memo[select_sql] = name
         return name
 
     def _finish(
@@ -442,10 +447,10 @@ class Compiler:
         """Before the run's rules are compiled: select the results the measurement rules
         ``measures`` (of every trial) read (:meth:`select_measurements`), and mark the latest
         results that several different rules compare (three trials' eGFR limits on the
-        creatinine of the same 90 days) to be picked once (:attr:`shared_latest`)."""
+        creatinine of the same 90 days) to be picked once (:attr:`RunShared.shared_latest`)."""
         self.select_measurements(measures)
         picks = Counter(m.latest_sql() for m in set(measures) if m.agg == "latest")
-        self.shared_latest.update(q for q, n in picks.items() if n > 1)
+        self.run.shared_latest.update(q for q, n in picks.items() if n > 1)
 
     def select_measurements(self, measures: Iterable[Measure]) -> None:
         """Select the results that the measurement rules ``measures`` read into table
@@ -493,7 +498,7 @@ class Compiler:
         requests of the four protocols scanned every coded event again: at 100k patients
         1.9 s.) The accepted codes of each request come from the run's distinct codes
         (:meth:`_accepted_codes`), joined to the events once."""
-        new = list(dict.fromkeys(r for r in requests if r.key not in self.history))
+        new = list(dict.fromkeys(r for r in requests if r.key not in self.run.history))
         if not new:
             return
         m = " UNION ALL ".join(
@@ -511,7 +516,7 @@ class Compiler:
         grouped = group_rows(rows, ("k", "patient_id"), _HISTORY_AGGS)
         table = self.table(f"SELECT * FROM ({grouped}) ORDER BY k")
         for k, r in enumerate(new):
-            self.history[r.key] = (table, k)
+            self.run.history[r.key] = (table, k)
 
     def _has_like(self, body: Mapping[str, Any], op: str, value: float) -> Verdicts:
         req = self._history_request(body)
@@ -520,7 +525,7 @@ class Compiler:
         coded = set(req.kinds) <= set(CODED_KINDS)
         if coded:
             self.evaluate_history([req])  # a no-op when the run evaluated it beforehand
-            table, k = self.history[req.key]
+            table, k = self.run.history[req.key]
             agg = f"SELECT * FROM {table} WHERE k = {k}"
         else:
             rows = f"{self.coded(req.pred, req.kinds)} AND {req.cond}"
@@ -604,7 +609,7 @@ class Compiler:
         the true extreme lies in (:func:`_extreme_of_bounds`), decided only when every value
         in it agrees; the result shown is the one with the extreme reported number, as without
         bounds. The latest results of an analyte in a window that several rules compare (the
-        trials' eGFR limits) are picked once (:attr:`Compiler.shared_latest`)."""
+        trials' eGFR limits) are picked once (:attr:`RunShared.shared_latest`)."""
         op, agg, rule_text, missing = m.op, m.agg, m.rule_text, m.missing
         passes = compare_sql("val", "cmp", op, "lim")
         show = (
@@ -615,7 +620,7 @@ class Compiler:
         reason = f"'{agg} ' || a.what || ' (rule: {escape(rule_text)})'"
         if agg == "latest":
             latest = m.latest_sql()
-            source = self.table(latest) if latest in self.shared_latest else f"({latest})"
+            source = self.table(latest) if latest in self.run.shared_latest else f"({latest})"
             sql = (
                 f"SELECT patient_id, {passes} AS pass, {show} AS what, [ev1] AS evs "
                 f"FROM {m.with_limit(source)}"
@@ -804,7 +809,7 @@ class Compiler:
         equation, op, value, rule_text = self._egfr_rule(body)
         baseline = str(body.get("baseline", "kdigo"))
         w = parse_window(body.get("window", {"days": self.settings.get("aki_lookback_days", 7)}))
-        stages = self.kidney.stages(baseline, w)
+        stages = self.run.kidney.stages(baseline, w)
         age = age_years_sql("p.birth_date", "s.t")
         egfr = _rounded_egfr(equation, "s.baseline_umol_l", age)
         note = (
@@ -814,7 +819,7 @@ class Compiler:
         # a creatinine reported as "<b" in the year before the result may be in the baseline's
         # window (kidney.aki reads it as b): the baseline is then at most what is shown, and its
         # eGFR at least (a back-calculated baseline is exact)
-        creat = self.kidney.creat(w)
+        creat = self.run.kidney.creat(w)
         below = (
             f"SELECT DISTINCT x.rid FROM {stages} x JOIN {creat} r "
             f"ON r.patient_id = x.patient_id AND r.cmp IN ('<', '<=') AND r.t < x.t "
@@ -859,7 +864,7 @@ class Compiler:
         )
 
     def _n_aki(self, body: Mapping[str, Any]) -> Verdicts:
-        return self.kidney.aki_node(self, body)
+        return self.run.kidney.aki_node(self, body)
 
     # -- logic ---------------------------------------------------------------------------------
     def _n_all(self, children: list[Any]) -> Verdicts:

@@ -46,6 +46,7 @@ from trialsieve.screen.backend import (
 )
 from trialsieve.screen.compile import (
     Compiler,
+    RunShared,
     Verdicts,
     any_patient,
     criterion_rules,
@@ -266,21 +267,9 @@ class _Trial:
 def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime) -> list[_Trial]:
     """Compile every protocol over the current ``pop`` and ``events``."""
     trials = []
-    kidney = KidneyTables(backend, as_of)
-    memo: dict[str, str] = {}
-    history: dict[str, tuple[str, int]] = {}
-    shared_latest: set[str] = set()
+    run = RunShared(KidneyTables(backend, as_of))
     comps = [
-        Compiler(
-            backend,
-            as_of,
-            p.concept_sets,
-            getattr(p, "settings", None),
-            kidney,
-            memo,
-            history,
-            shared_latest,
-        )
+        Compiler(backend, as_of, p.concept_sets, getattr(p, "settings", None), run)
         for p in protocols
     ]
     rules = [[r for c in p.criteria for r in criterion_rules(c)] for p in protocols]
