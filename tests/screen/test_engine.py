@@ -233,6 +233,42 @@ def test_combined_reasons_for_patients_with_and_without_data(make_store: MakeSto
     assert both["evidence"][1]["value"] == pytest.approx(7.0)
 
 
+def test_combination_of_three_children_one_record_per_patient(make_store: MakeStore) -> None:
+    """Patients with rows in different subsets of three children (the second and third only,
+    the first and third only, one only, none) each get one record, decided by the children
+    that have their data, in order."""
+    sets = {"cancer": {"codes": {"icd10cm": ["C00-C97"]}},
+            "ckd": {"codes": {"icd10cm": ["N18"]}}}  # fmt: skip
+    hba1c = {"lab": {"analyte": "hba1c", "window": {"days": 30}, "op": ">", "value": 9,
+                     "unit": "%"}}  # fmt: skip
+    rule = {"any": [{"has": {"concepts": "cancer"}}, hba1c, {"has": {"concepts": "ckd"}}]}
+    store = make_store(
+        [person(p, BORN) for p in ("lab+ckd", "cancer+ckd", "lab", "ckd", "none")],
+        [lab("lab+ckd", "hba1c", 7.0, "%"), cond("lab+ckd", ICD10, "N18.3", days_ago=50),
+         cond("cancer+ckd", ICD10, "C18.7", days_ago=100),
+         cond("cancer+ckd", ICD10, "N18.4", days_ago=20),
+         lab("lab", "hba1c", 10.0, "%"), cond("ckd", ICD10, "N18.5", days_ago=10)],
+    )  # fmt: skip
+    run = screen_store(store, [protocol([crit("inc-1", rule)], sets)], AS_OF)
+    records = run.records
+    assert sorted(r["patient_id"] for r in records) == sorted(
+        ["lab+ckd", "cancer+ckd", "lab", "ckd", "none"]
+    )
+    got = {r["patient_id"]: r["criteria"][0] for r in records}
+    codes = {p: [e["code"].split("|")[-1] for e in c["evidence"]] for p, c in got.items()}
+    assert {p: c["verdict"] for p, c in got.items()} == {
+        "lab+ckd": "met", "cancer+ckd": "met", "lab": "met", "ckd": "met", "none": "unknown"
+    }  # fmt: skip
+    assert got["lab+ckd"]["reason"].startswith("1 record(s) of ckd (ever)")
+    assert codes["lab+ckd"] == ["N18.3"]  # the hba1c (not met) does not decide
+    assert got["cancer+ckd"]["reason"].startswith("1 record(s) of cancer (ever)")
+    assert "; 1 record(s) of ckd (ever)" in got["cancer+ckd"]["reason"]
+    assert codes["cancer+ckd"] == ["C18.7", "N18.4"]
+    assert got["lab"]["reason"].startswith("latest hba1c 10.00 %")
+    assert codes["ckd"] == ["N18.5"]
+    assert got["none"]["reason"].startswith("no hba1c result") and codes["none"] == []
+
+
 def test_status_funnel_and_single_patient_explanation(make_store: MakeStore) -> None:
     sets = {"malignancy": {"codes": {"icd10cm": ["C00-C97"]}}}
     proto = protocol(

@@ -214,11 +214,20 @@ def left_joins(nodes: Sequence[Verdicts], on: str) -> str:
     )
 
 
-def any_patient(nodes: Sequence[Verdicts]) -> str:
-    """SQL FROM clause: the patients with a row in any of ``nodes`` (``ids``), with each node's
-    table LEFT JOINed as ``c<i>``."""
-    ids = " UNION ".join(f"SELECT patient_id FROM {n.name}" for n in nodes)
-    return f"({ids}) ids {left_joins(nodes, 'ids')}"
+def any_patient(nodes: Sequence[Verdicts]) -> tuple[str, str]:
+    """(SQL patient id, SQL FROM clause): the patients with a row in any of ``nodes``, each
+    node joined as ``c<i>``; read a node's columns with :meth:`Verdicts.column`.
+
+    The nodes are FULL OUTER JOINed, one join per further node. The distinct ids of all the
+    nodes, LEFT JOINed to each node, cost one join and one grouping more (the run's ~60
+    combinations of 1M patients: 3.5 -> 3.0 s)."""
+    ids = [f"c{i}.patient_id" for i in range(len(nodes))]
+    joins = [f"{nodes[0].name} c0"] + [
+        f"FULL JOIN {n.name} c{i} ON c{i}.patient_id = "
+        + (ids[0] if i == 1 else f"COALESCE({', '.join(ids[:i])})")
+        for i, n in enumerate(nodes[1:], start=1)
+    ]
+    return (f"COALESCE({', '.join(ids)})" if len(ids) > 1 else ids[0]), " ".join(joins)
 
 
 def kleene(how: str, vs: Sequence[int]) -> int:
@@ -908,7 +917,8 @@ class Compiler:
             f"{n.column(f'c{i}', 'ev')} AS e{i}"
             for i, n in enumerate(nodes)
         )
-        inner = f"SELECT ids.patient_id, {cols} FROM {any_patient(nodes)}"
+        pid, joined = any_patient(nodes)
+        inner = f"SELECT {pid} AS patient_id, {cols} FROM {joined}"
         reasons = ", ".join(f"CASE WHEN v{i} = v THEN r{i} END" for i in range(len(nodes)))
         ev = f"CASE WHEN v0 = v THEN e0 ELSE {EMPTY_EV} END"
         for i in range(1, len(nodes)):

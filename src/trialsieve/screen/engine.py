@@ -158,8 +158,9 @@ def _criterion_node(comp: Compiler, crit: Any) -> Verdicts:
     ev = EMPTY_EV
     for i in range(len(evidence)):
         ev = f"list_concat({ev}, CASE WHEN c{i}.v = {MET} THEN c{i}.ev ELSE {EMPTY_EV} END)"
-    sql = f"SELECT ids.patient_id, {MANUAL} AS v, {lit(reason)} AS reason, {ev} AS ev"
-    return Verdicts(comp.table(f"{sql} FROM {any_patient(evidence)}"), MANUAL, reason)
+    pid, joined = any_patient(evidence)
+    sql = f"SELECT {pid} AS patient_id, {MANUAL} AS v, {lit(reason)} AS reason, {ev} AS ev"
+    return Verdicts(comp.table(f"{sql} FROM {joined}"), MANUAL, reason)
 
 
 def _verdicts_sql(proto: Any, nodes: list[Verdicts]) -> str:
