@@ -1,16 +1,26 @@
 """Every lab and eGFR rule selects its results from one table made in one pass over the events
 (``Compiler.select_measurements``): on the demo cohort, the rows each rule of the bundled
 protocols selects from it equal the rows it selects from the events, also for the analytes that
-several rules read in different windows."""
+several rules read in different windows. The has rules of analytes (``Presence``) count their
+events from it too."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
 
-from trialsieve.demo.cohort import DEMO_AS_OF
+import pytest
+from storekit import AS_OF, crit, ev, lab, person, protocol
+
+from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.backend import DuckDBBackend
 from trialsieve.screen.compile import MEASUREMENTS, Compiler, Measure, criterion_rules
+from trialsieve.screen.engine import screen_store
+
+BORN = dt.date(1970, 3, 15)
 
 
 def _differing_rows(backend: DuckDBBackend, a: str, b: str) -> int:
@@ -78,3 +88,50 @@ def test_a_rule_over_the_whole_history_keeps_all_of_its_analyte(
     )
     assert kept["creatinine"] == everything["creatinine"]
     assert 0 < kept["platelets"] < everything["platelets"]
+
+
+def test_presence_rules_read_the_table_with_the_same_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled has rules of analytes (LVEF, HBV DNA, HCV RNA) count their events from the
+    measurements table: on the demo cohort the records equal those of the rules reading the
+    events."""
+    store = tmp_path / "demo"
+    build_demo_store(store, n_patients=300)
+    protos = load_bundled()
+    backend = DuckDBBackend()
+    presences = [
+        q for p in protos
+        for q in Compiler(backend, DEMO_AS_OF, p.concept_sets).presences(
+            r for c in p.criteria for r in criterion_rules(c))
+    ]  # fmt: skip
+    assert {a for q in presences for a in q.analytes} >= {"lvef", "hbv_dna", "hcv_rna"}
+    from_table = screen_store(store, protos, DEMO_AS_OF).records
+    monkeypatch.setattr(Compiler, "presences", lambda self, rules: [])
+    from_events = screen_store(store, protos, DEMO_AS_OF).records
+    assert from_table == from_events
+    assert any("record(s) of" in c["reason"] and "LVEF" in c["reason"]
+               for r in from_table for c in r["criteria"])  # fmt: skip
+
+
+def test_presence_counts_results_without_a_value(make_store: Callable[..., Path]) -> None:
+    """A result without a number (reported as text) counts for a has rule of its analyte, and
+    is not a value for a lab rule of the same analyte and window."""
+    store = make_store(
+        [person("text", BORN), person("number", BORN)],
+        [ev("text", "lab", analyte="hbv_dna", value=None, value_text="not detected",
+            code_system="http://loinc.org", code="42595-9", display="HBV DNA"),
+         lab("number", "hbv_dna", 25.0, "IU/mL")],
+    )  # fmt: skip
+    has = {"has": {"concepts": {"analytes": ["hbv_dna"]}, "kinds": ["lab"],
+                   "window": {"years": 1}}}  # fmt: skip
+    labr = {"lab": {"analyte": "hbv_dna", "window": {"years": 1}, "agg": "latest", "op": ">",
+                    "value": 20}}  # fmt: skip
+    run = screen_store(store, [protocol([crit("exc-1", has), crit("exc-2", labr)])], AS_OF)
+    got = {r["patient_id"]: {c["id"]: c for c in r["criteria"]} for r in run.records}
+    assert got["text"]["exc-1"]["verdict"] == "met"
+    assert got["text"]["exc-1"]["reason"].startswith("1 record(s) of listed codes")
+    assert got["text"]["exc-1"]["evidence"][0]["note"] == "HBV DNA"
+    assert got["text"]["exc-2"]["verdict"] == "unknown"  # no value: open world
+    assert got["number"]["exc-1"]["verdict"] == "met"
+    assert got["number"]["exc-2"]["verdict"] == "met"

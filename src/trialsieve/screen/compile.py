@@ -34,7 +34,7 @@ from trialsieve.screen.bounds import (
     mapped_comparator_sql,
     reported_as_sql,
 )
-from trialsieve.screen.concepts import concept_predicate
+from trialsieve.screen.concepts import analytes_only, concept_predicate
 from trialsieve.screen.sql import (
     EMPTY_EV,
     MANUAL,
@@ -78,11 +78,13 @@ CODED_KINDS = ("condition", "procedure", "medication", "observation", "encounter
 #: the run's measurement results (:meth:`Compiler.select_measurements`): every lab and eGFR rule
 #: selects its results from this table, not from ``events``
 MEASUREMENTS = "__measurements"
-#: the columns of :data:`MEASUREMENTS` (what the lab and eGFR rules read)
+#: the columns of :data:`MEASUREMENTS` (what the lab and eGFR rules read, and the kind)
 _MEASUREMENT_COLUMNS = (
-    "patient_id", "analyte", "code_system", "code", "start_time", "value", "unit", "value_text",
-    "ref_low", "ref_high", "source",
+    "patient_id", "kind", "analyte", "code_system", "code", "start_time", "value", "unit",
+    "value_text", "ref_low", "ref_high", "source",
 )  # fmt: skip
+#: its columns that only the presence rules read (:class:`Presence`): NULL for other analytes
+_PRESENCE_COLUMNS = ("display",)
 
 
 #: join of events ``e`` to accepted codes ``m`` (:meth:`Compiler._accepted_codes`)
@@ -114,6 +116,18 @@ class HistoryRequest:
     def key(self) -> str:
         """Identity of the request (equal requests of several trials are evaluated once)."""
         return repr((self.kinds, self.pred, self.cond))
+
+
+@dataclass(frozen=True)
+class Presence:
+    """A has/count rule over measurement kinds (lab, vital, output; no medication) whose
+    concepts are analytes only: it counts the events of ``analytes`` in ``window``, with a
+    value or not.
+    The run selects them into :data:`MEASUREMENTS` with the results the lab rules read
+    (:meth:`Compiler.select_measurements`), which the rule then reads instead of the events."""
+
+    analytes: tuple[str, ...]
+    window: Window
 
 
 def rule_nodes(rule: Any) -> Iterator[tuple[str, Any]]:
@@ -263,6 +277,8 @@ class RunShared:
     #: latest-result queries (:meth:`Measure.latest_sql`) that several rules compare, made once
     #: as a table (:meth:`Compiler.prepare_measurements`); the others stay subqueries
     shared_latest: set[str] = field(default_factory=set)
+    #: the presence rules whose events :data:`MEASUREMENTS` holds (the others read the events)
+    presences: set[Presence] = field(default_factory=set)
 
 
 class Compiler:
@@ -452,20 +468,48 @@ class Compiler:
             if (m := self._measure(kind, body)) is not None
         ]  # fmt: skip
 
-    def prepare_measurements(self, measures: Collection[Measure]) -> None:
+    def presences(self, rules: Iterable[Any]) -> list[Presence]:
+        """The presence rules in the trees ``rules`` (for :meth:`prepare_measurements`)."""
+        return [
+            p for rule in rules for kind, body in rule_nodes(rule)
+            if kind in ("has", "count") and (p := self._presence(body)) is not None
+        ]  # fmt: skip
+
+    def _presence(self, body: Mapping[str, Any]) -> Presence | None:
+        """The :class:`Presence` of a has/count rule; None when it is not one (kinds all
+        coded, medications among them, a concept set with codes, a route)."""
+        kinds = body.get("kinds") or DEFAULT_HAS_KINDS
+        spec = body.get("concepts")
+        if set(kinds) <= set(CODED_KINDS) or "medication" in kinds or body.get("route"):
+            return None
+        concept_set = self.concept_sets.get(spec) if isinstance(spec, str) else spec
+        analytes = analytes_only(concept_set) if concept_set is not None else None
+        if analytes is None:
+            return None
+        return Presence(analytes, parse_window(body.get("window", "ever")))
+
+    def prepare_measurements(
+        self, measures: Collection[Measure], presences: Collection[Presence] = ()
+    ) -> None:
         """Before the run's rules are compiled: select the results the measurement rules
-        ``measures`` (of every trial) read (:meth:`select_measurements`), and mark the latest
-        results that several different rules compare (three trials' eGFR limits on the
-        creatinine of the same 90 days) to be picked once (:attr:`RunShared.shared_latest`)."""
-        self.select_measurements(measures)
+        ``measures`` (of every trial) read and the events the presence rules ``presences``
+        count (:meth:`select_measurements`), and mark the latest results that several
+        different rules compare (three trials' eGFR limits on the creatinine of the same 90
+        days) to be picked once (:attr:`RunShared.shared_latest`)."""
+        self.select_measurements(measures, presences)
         picks = Counter(m.latest_sql() for m in set(measures) if m.agg == "latest")
         self.run.shared_latest.update(q for q, n in picks.items() if n > 1)
 
-    def select_measurements(self, measures: Iterable[Measure]) -> None:
+    def select_measurements(
+        self, measures: Iterable[Measure], presences: Iterable[Presence] = ()
+    ) -> None:
         """Select the results that the measurement rules ``measures`` read into table
         :data:`MEASUREMENTS`, in one pass over the events: per analyte, its results with a value
         in the widest window a rule gives it. Each rule then applies its own filter (analyte,
-        window) to the table: the same rows as from the events.
+        window) to the table: the same rows as from the events. The analytes of the presence
+        rules ``presences`` are selected with or without a value (the lab rules' filter
+        drops those without); such a rule then reads its events from the table too (three rules
+        of 1M patients, each decoding its analyte's row groups: ~1.7 s).
 
         Each rule read its analyte's results itself before: every row group it lies in decoded
         again, ~0.5 s per rule at 1M patients whatever the analyte's size. One pass decodes
@@ -474,9 +518,13 @@ class Compiler:
         a joined table: the decoding cost follows the rows that pass the scan's own filters
         (analytes, value, the widest window of all), and an ``OR`` of the windows was not one of
         them (a third slower)."""
+        presences = list(presences)
+        counted = sorted({a for p in presences for a in p.analytes})
         starts: dict[str, list[dt.datetime | None]] = {}
-        for m in measures:
-            starts.setdefault(m.analyte, []).append(m.window.start(self.as_of))
+        for analyte, window in [(m.analyte, m.window) for m in measures] + [
+            (a, p.window) for p in presences for a in p.analytes
+        ]:
+            starts.setdefault(analyte, []).append(window.start(self.as_of))
         if not starts:
             return
         # per analyte the widest window's far edge; None: a rule reads its whole history
@@ -491,14 +539,25 @@ class Compiler:
         )
         known = [t for t in edges.values() if t is not None]
         widest = f" AND e.start_time >= {lit(min(known))}" if len(known) == len(edges) else ""
-        cols = ", ".join(f"e.{c}" for c in _MEASUREMENT_COLUMNS)
+        counted_sql = ", ".join(lit(a) for a in counted) or "NULL"
+        # end_time NULL: only a medication's timing reads it, and a presence rule counts none
+        cols = ", ".join(
+            [f"e.{c}" for c in _MEASUREMENT_COLUMNS]
+            + [f"CASE WHEN e.analyte IN ({counted_sql}) THEN e.{c} END AS {c}"
+               for c in _PRESENCE_COLUMNS]
+            + ["CAST(NULL AS TIMESTAMP) AS end_time"]
+        )  # fmt: skip
+        valued = "e.value IS NOT NULL"
+        if counted:
+            valued = f"({valued} OR e.analyte IN ({counted_sql}))"
         self.backend.create(
             MEASUREMENTS,
             f"SELECT {cols} FROM events e SEMI JOIN ({windows}) w ON w.analyte = e.analyte "
             "AND (w.start IS NULL OR e.start_time >= w.start) "
-            f"WHERE e.analyte IN ({', '.join(lit(a) for a in edges)}) AND e.value IS NOT NULL "
+            f"WHERE e.analyte IN ({', '.join(lit(a) for a in edges)}) AND {valued} "
             f"AND e.start_time <= {self.T}{widest}",
         )
+        self.run.presences.update(presences)
 
     def evaluate_history(self, requests: Sequence[HistoryRequest]) -> None:
         """Evaluate coded-history requests in one pass over the events: one table with a
@@ -537,7 +596,12 @@ class Compiler:
             table, k = self.run.history[req.key]
             agg = f"SELECT * FROM {table} WHERE k = {k}"
         else:
-            rows = f"{self.coded(req.pred, req.kinds)} AND {req.cond}"
+            if self._presence(body) in self.run.presences:  # its events selected with the labs
+                kinds = ", ".join(lit(k) for k in req.kinds)
+                source = f"FROM {MEASUREMENTS} e WHERE e.kind IN ({kinds}) AND {req.pred}"
+            else:
+                source = self.coded(req.pred, req.kinds)
+            rows = f"{source} AND {req.cond}"
             agg = group_rows(f"SELECT {_HISTORY_ROW} {rows}", ("patient_id",), _HISTORY_AGGS)
         test = f"a.n {OPS[op]} {lit(value)}"
         reason = (

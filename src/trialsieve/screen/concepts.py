@@ -48,6 +48,16 @@ def _codes_sql(code_map: Mapping[str, Sequence[str]], alias: str) -> list[str]:
     return parts
 
 
+def analytes_only(concept_set: Any) -> tuple[str, ...] | None:
+    """The analytes of a concept set that names analytes and no codes (a protocol
+    ``ConceptSet`` or an inline mapping); None for any other set."""
+    get = concept_set.get if isinstance(concept_set, Mapping) else concept_set.__getattribute__
+    analytes = tuple(get("analytes") or ())
+    if not analytes or get("codes") or get("exclude"):
+        return None
+    return analytes
+
+
 def concept_predicate(concept_set: Any, alias: str = "e") -> str:
     """SQL predicate true for events of ``alias`` whose code (or analyte) is in the set.
 

@@ -274,11 +274,13 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
         for p in protocols
     ]
     rules = [[r for c in p.criteria for r in criterion_rules(c)] for p in protocols]
-    # the results every lab and eGFR rule reads, selected in one pass over the events; the
-    # latest results that several different rules compare, picked once
+    # the results every lab and eGFR rule reads and the events of the presence rules (has/count
+    # of analytes), selected in one pass over the events; the latest results that several
+    # different rules compare, picked once
     measures = [m for comp, rs in zip(comps, rules, strict=True) for m in comp.measurements(rs)]
+    presences = [p for comp, rs in zip(comps, rules, strict=True) for p in comp.presences(rs)]
     if comps:
-        comps[0].prepare_measurements(measures)
+        comps[0].prepare_measurements(measures, presences)
     # the coded-history rules of every trial, evaluated in one pass over the events
     requests = [
         req for comp, rs in zip(comps, rules, strict=True) for req in comp.history_requests(rs)
