@@ -78,13 +78,12 @@ CODED_KINDS = ("condition", "procedure", "medication", "observation", "encounter
 #: the run's measurement results (:meth:`Compiler.select_measurements`): every lab and eGFR rule
 #: selects its results from this table, not from ``events``
 MEASUREMENTS = "__measurements"
-#: the columns of :data:`MEASUREMENTS` (what the lab and eGFR rules read, and the kind)
+#: the columns of :data:`MEASUREMENTS` (what the lab and eGFR rules read, and the kind); with
+#: ``display`` and ``end_time``, which only the presence rules read (:class:`Presence`)
 _MEASUREMENT_COLUMNS = (
     "patient_id", "kind", "analyte", "code_system", "code", "start_time", "value", "unit",
     "value_text", "ref_low", "ref_high", "source",
 )  # fmt: skip
-#: its columns that only the presence rules read (:class:`Presence`): NULL for other analytes
-_PRESENCE_COLUMNS = ("display",)
 
 
 #: join of events ``e`` to accepted codes ``m`` (:meth:`Compiler._accepted_codes`)
@@ -541,13 +540,12 @@ class Compiler:
         known = [t for t in edges.values() if t is not None]
         widest = f" AND e.start_time >= {lit(min(known))}" if len(known) == len(edges) else ""
         counted_sql = ", ".join(lit(a) for a in counted) or "NULL"
-        # end_time NULL: only a medication's timing reads it, and a presence rule counts none
-        cols = ", ".join(
-            [f"e.{c}" for c in _MEASUREMENT_COLUMNS]
-            + [f"CASE WHEN e.analyte IN ({counted_sql}) THEN e.{c} END AS {c}"
-               for c in _PRESENCE_COLUMNS]
-            + ["CAST(NULL AS TIMESTAMP) AS end_time"]
-        )  # fmt: skip
+        # display only for the presence rules' analytes; end_time NULL: only a medication's
+        # timing reads it, and a presence rule counts none
+        cols = ", ".join(f"e.{c}" for c in _MEASUREMENT_COLUMNS) + (
+            f", CASE WHEN e.analyte IN ({counted_sql}) THEN e.display END AS display, "
+            "CAST(NULL AS TIMESTAMP) AS end_time"
+        )
         valued = "e.value IS NOT NULL"
         if counted:
             valued = f"({valued} OR e.analyte IN ({counted_sql}))"
@@ -1078,3 +1076,20 @@ def _compare(x: float, op: str, value: float) -> bool:
         "==": x == value,
         "=": x == value,
     }[op]
+
+
+def prepare_run(compilers: Sequence[Compiler], rules: Sequence[Iterable[Any]]) -> None:
+    """The run-level passes, before any rule is compiled; ``rules[i]``: the rule trees of
+    ``compilers[i]`` (criteria and manual evidence), the compilers sharing one
+    :class:`RunShared`. One pass over the events selects the results every lab and eGFR rule
+    reads and the events of the presence rules (:meth:`Compiler.prepare_measurements`), one
+    evaluates the coded-history rules of every trial (:meth:`Compiler.evaluate_history`)."""
+    if not compilers:
+        return
+    pairs = [(c, list(rs)) for c, rs in zip(compilers, rules, strict=True)]
+    first = compilers[0]  # the passes write into the run's shared state: any compiler will do
+    first.prepare_measurements(
+        [m for c, rs in pairs for m in c.measurements(rs)],
+        [p for c, rs in pairs for p in c.presences(rs)],
+    )
+    first.evaluate_history([q for c, rs in pairs for q in c.history_requests(rs)])

@@ -12,7 +12,7 @@ Codes compare case-insensitively, ignoring a trailing dot.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from trialsieve import codes
@@ -48,10 +48,16 @@ def _codes_sql(code_map: Mapping[str, Sequence[str]], alias: str) -> list[str]:
     return parts
 
 
+def _fields(concept_set: Any) -> Callable[[str], Any]:
+    """Field access to a concept set: a protocol ``ConceptSet`` (attributes codes, exclude,
+    analytes) or an inline mapping with the same keys."""
+    return concept_set.get if isinstance(concept_set, Mapping) else concept_set.__getattribute__
+
+
 def analytes_only(concept_set: Any) -> tuple[str, ...] | None:
-    """The analytes of a concept set that names analytes and no codes (a protocol
-    ``ConceptSet`` or an inline mapping); None for any other set."""
-    get = concept_set.get if isinstance(concept_set, Mapping) else concept_set.__getattribute__
+    """The analytes of a concept set that names analytes and no codes; None for any other
+    set."""
+    get = _fields(concept_set)
     analytes = tuple(get("analytes") or ())
     if not analytes or get("codes") or get("exclude"):
         return None
@@ -64,7 +70,7 @@ def concept_predicate(concept_set: Any, alias: str = "e") -> str:
     ``concept_set`` is a protocol ``ConceptSet`` (attributes codes, exclude, analytes) or an
     inline mapping with the same keys.
     """
-    get = concept_set.get if isinstance(concept_set, Mapping) else concept_set.__getattribute__
+    get = _fields(concept_set)
     code_map = get("codes") or {}
     exclude = get("exclude") or {}
     analytes = get("analytes") or []

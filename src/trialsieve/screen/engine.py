@@ -51,6 +51,7 @@ from trialsieve.screen.compile import (
     any_patient,
     criterion_rules,
     left_joins,
+    prepare_run,
 )
 from trialsieve.screen.funnel import compute_funnels
 from trialsieve.screen.kidney_tables import KidneyTables
@@ -273,20 +274,7 @@ def _screen_part(backend: Backend, protocols: Sequence[Any], as_of: dt.datetime)
         Compiler(backend, as_of, p.concept_sets, getattr(p, "settings", None), run)
         for p in protocols
     ]
-    rules = [[r for c in p.criteria for r in criterion_rules(c)] for p in protocols]
-    # the results every lab and eGFR rule reads and the events of the presence rules (has/count
-    # of analytes), selected in one pass over the events; the latest results that several
-    # different rules compare, picked once
-    measures = [m for comp, rs in zip(comps, rules, strict=True) for m in comp.measurements(rs)]
-    presences = [p for comp, rs in zip(comps, rules, strict=True) for p in comp.presences(rs)]
-    if comps:
-        comps[0].prepare_measurements(measures, presences)
-    # the coded-history rules of every trial, evaluated in one pass over the events
-    requests = [
-        req for comp, rs in zip(comps, rules, strict=True) for req in comp.history_requests(rs)
-    ]
-    if comps:
-        comps[0].evaluate_history(requests)
+    prepare_run(comps, [[r for c in p.criteria for r in criterion_rules(c)] for p in protocols])
     for t_idx, (proto, comp) in enumerate(zip(protocols, comps, strict=True)):
         nodes = [_criterion_node(comp, crit) for crit in proto.criteria]
         name = f"__verdicts_{t_idx}"
