@@ -3,8 +3,8 @@
 Builds a results file of any size without screening that many patients (``bench/screen.py``
 times lookups in a real 1M run's file): the records of ``--from`` (a results.parquet of
 ``bench/screen.py``) repeated with fresh patient ids until ``--patients`` patients (x 4 trials)
-are present, written by the same writer (``screen.results_file.write_parquet``: sorted by
-patient, row groups of ``ROW_GROUP``). It then times, in one process, opening the file and
+are present, written by the same writer (``screen.results_file.ResultsWriter``: a block per
+copy, row groups of ``ROW_GROUP``). It then times, in one process, opening the file and
 ``--lookups`` single-patient lookups (p50/p95; target p95 <= 50 ms), and, as the baseline in
 the same run, the same lookups done by a DuckDB query over the file.
 
@@ -18,37 +18,39 @@ import argparse
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from latency import describe, p95, time_each
-from trialsieve.screen.results_file import CRITERIA_KEY, ResultsLookup, write_parquet
+from trialsieve.screen.results_file import (
+    CRITERIA_KEY,
+    ITEM_COLUMNS,
+    RECORD_COLUMNS,
+    ResultsLookup,
+    ResultsWriter,
+)
 
 WORK = Path(__file__).resolve().parents[1] / ".bench" / "explain"
 
 
 def build(src: Path, patients: int, out: Path) -> int:
-    """Write ``out``: the records of ``src`` repeated under new ids up to ``patients``."""
+    """Write ``out``: the records and items of ``src`` repeated under new ids up to
+    ``patients``, one block per copy."""
     base = pq.read_table(src)
-    n_src = len(pc.unique(base["patient_id"]))
+    records = base.filter(pc.is_null(base["i"])).select(list(RECORD_COLUMNS))
+    items = base.filter(pc.is_valid(base["i"])).select(list(ITEM_COLUMNS))
+    n_src = len(pc.unique(records["patient_id"]))
     copies = -(-patients // n_src)
-
-    def batches() -> pa.RecordBatchReader:
-        def gen() -> Iterator[pa.RecordBatch]:
-            # ids "R<copy><original id>" keep each copy sorted and copies in order
-            for k in range(copies):
-                ids = pc.binary_join_element_wise(f"R{k:04d}", base["patient_id"], "")
-                yield from base.set_column(0, "patient_id", ids).to_batches(65_536)
-
-        schema = base.schema.remove_metadata()
-        return pa.RecordBatchReader.from_batches(schema, gen())
-
-    return write_parquet(batches(), out, json.loads(base.schema.metadata[CRITERIA_KEY.encode()]))
+    criteria = json.loads(base.schema.metadata[CRITERIA_KEY.encode()])
+    with ResultsWriter(out, records.schema, items.schema, criteria) as writer:
+        # ids "R<copy><original id>" keep each copy sorted and copies in order
+        for k in range(copies):
+            writer.write(*(t.set_column(0, "patient_id", pc.binary_join_element_wise(
+                f"R{k:04d}", t["patient_id"], "")) for t in (records, items)))  # fmt: skip
+    return writer.rows
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,7 +20,7 @@ from trialsieve.screen import backend as backend_mod
 from trialsieve.screen import engine as engine_mod
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, range_sql, split_ids
 from trialsieve.screen.engine import StoreChangedError, screen_store
-from trialsieve.screen.results_file import ResultsLookup, ResultsWriter, write_parquet
+from trialsieve.screen.results_file import ResultsLookup, ResultsWriter
 from trialsieve.store.reader import in_screening_order
 from trialsieve.synth.generator import SynthConfig
 from trialsieve.synth.writers import write_store
@@ -65,12 +66,14 @@ def test_parts_give_the_whole_run(
     assert len(whole) == 4 * 1_500
     assert parts == whole  # same records, same order (trial, patient)
     assert parts_funnels == whole_funnels
-    # the compact file is sorted by patient and trial across the parts too
+    # in the file, records and items are each sorted by patient and trial across the parts too
     _run(synth_store, tmp_path / "parts.parquet")
-    keys = pq.read_table(tmp_path / "parts.parquet", columns=["patient_id", "trial_id"])
-    rows = list(zip(*(keys.column(c).to_pylist() for c in ("patient_id", "trial_id")), strict=True))
-    assert rows == sorted(rows)
-    assert len(rows) == len(whole)
+    keys = pq.read_table(tmp_path / "parts.parquet", columns=["patient_id", "trial_id", "i"])
+    rows = keys.to_pylist()
+    records = [(r["patient_id"], r["trial_id"]) for r in rows if r["i"] is None]
+    items = [(r["patient_id"], r["trial_id"], r["i"]) for r in rows if r["i"] is not None]
+    assert records == sorted(records) and items == sorted(items)
+    assert len(records) == len(whole) and items
     # ... and holds the same records (stored part by part, default reasons in the metadata)
     lookup = ResultsLookup(tmp_path / "parts.parquet")
     by_patient: dict[str, list[dict]] = {}
@@ -116,42 +119,78 @@ def test_a_store_in_the_older_patient_order_screens_the_same(
     assert old_lines == new_lines and old_funnels == new_funnels
 
 
+def _block(ids: list[str], trial: str = "A") -> tuple[pa.Table, pa.Table]:
+    """A block of records of ``ids`` in ``trial``, each with one item."""
+    records = pa.table(
+        {
+            "patient_id": ids,
+            "trial_id": [trial] * len(ids),
+            "status": ["needs_data"] * len(ids),
+            "verdicts": ["u"] * len(ids),
+        }
+    )
+    evidence = pa.array([[]] * len(ids), pa.list_(pa.struct([("source", pa.string())])))
+    items = pa.table(
+        {
+            "patient_id": ids,
+            "trial_id": [trial] * len(ids),
+            "i": pa.array([0] * len(ids), pa.int32()),
+            "reason": ["r"] * len(ids),
+            "evidence": evidence,
+        }
+    )
+    return records, items
+
+
 def test_unsorted_records_are_refused(tmp_path: Path) -> None:
     """results.parquet is found by patient-id ranges: rows out of order would hide records."""
-    batch = pa.record_batch({"patient_id": ["p1", "p2", "p2", "p10"],
-                             "trial_id": ["A", "A", "B", "A"]})  # fmt: skip
-    ok = pa.RecordBatchReader.from_batches(batch.schema, [batch.slice(0, 3)])
-    assert write_parquet(ok, tmp_path / "ok.parquet", {}) == 3
-    bad = pa.RecordBatchReader.from_batches(batch.schema, [batch.slice(0, 3), batch.slice(3)])
-    with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 3"):
-        write_parquet(bad, tmp_path / "bad.parquet", {})
+    ok = _block(["p1", "p2", "p3"])
+    with ResultsWriter(tmp_path / "ok.parquet", *(t.schema for t in ok), {}) as writer:
+        writer.write(*_block(["p1", "p2"]))
+        writer.write(*_block(["p3"]))
+    assert writer.rows == 3
+    got = pq.read_table(tmp_path / "ok.parquet")
+    assert got.column("i").to_pylist() == [None, None, 0, 0, None, 0]
+    records, items = _block(["p2", "p10"])
+    for bad, where in (((records, _block(["p1", "p2"])[1]), "row 1"),
+                       ((_block(["p1", "p2"])[0], items), "item 1")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"bad.parquet: .*not sorted .* at {where}"):
+            with ResultsWriter(tmp_path / "bad.parquet", *(t.schema for t in ok), {}) as w:
+                w.write(*bad)
+        assert not (tmp_path / "bad.parquet").exists()
+    # a later block's rows must follow the earlier blocks' rows of their kind
+    with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 2"):
+        with ResultsWriter(tmp_path / "bad.parquet", *(t.schema for t in ok), {}) as w:
+            w.write(*_block(["p2", "p3"]))
+            w.write(*_block(["p1"]))
     assert not (tmp_path / "bad.parquet").exists()
 
 
 def test_results_written_in_the_background_are_checked_too(tmp_path: Path) -> None:
     """A run in parts hands each part's records to a background writer: a part out of order
     fails the run (at the next call) and leaves no file behind."""
-    rows = pa.table({"patient_id": ["p1", "p2", "p3"], "trial_id": ["A", "A", "A"]})
-    ok = ResultsWriter(tmp_path / "ok.parquet", rows.schema, {})
-    ok.submit(rows.slice(0, 2))
-    ok.submit(rows.slice(2))
+    first, second = _block(["p1", "p2"]), _block(["p3"])
+    schemas = [t.schema for t in first]
+    ok = ResultsWriter(tmp_path / "ok.parquet", *schemas, {})
+    ok.submit(*first)
+    ok.submit(*second)
     assert ok.close() == 3
-    assert pq.read_table(tmp_path / "ok.parquet").equals(rows)
-    bad = ResultsWriter(tmp_path / "bad.parquet", rows.schema, {})
-    bad.submit(rows.slice(1))
-    bad.submit(rows.slice(0, 1))
-    with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 2"):
+    assert ResultsLookup(tmp_path / "ok.parquet").file is not None
+    bad = ResultsWriter(tmp_path / "bad.parquet", *schemas, {})
+    bad.submit(*second)
+    bad.submit(*first)
+    with pytest.raises(ValueError, match=r"bad.parquet: results not sorted .* at row 1"):
         bad.close()
     assert not (tmp_path / "bad.parquet").exists()
     # the rows being computed failed: the file would miss them, so none is left
     with pytest.raises(RuntimeError, match="query failed"):
-        with ResultsWriter(tmp_path / "partial.parquet", rows.schema, {}) as partial:
-            partial.submit(rows.slice(0, 2))
+        with ResultsWriter(tmp_path / "partial.parquet", *schemas, {}) as partial:
+            partial.submit(*first)
             raise RuntimeError("query failed")
     assert not (tmp_path / "partial.parquet").exists()
-    other = ResultsWriter(tmp_path / "other.parquet", rows.schema, {})
-    with pytest.raises(ValueError, match="another layout"):
-        other.write(rows.select(["patient_id"]))
+    other = ResultsWriter(tmp_path / "other.parquet", *schemas, {})
+    with pytest.raises(ValueError, match="items of another layout"):
+        other.write(first[0], first[1].select(["patient_id"]))
     assert not (tmp_path / "other.parquet").exists()
 
 
@@ -159,7 +198,8 @@ def test_one_part_writes_its_records_range_by_range(
     synth_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A one-part run assembles results.parquet in patient-id ranges (each encoded while the
-    next is assembled): the same records, in the same order, as in one range."""
+    next is assembled): the same records and items, each kind in the same order, as in one
+    range."""
     run = screen_store(synth_store, load_bundled(), DEMO_AS_OF)
     assert run.spool is None
     whole = run.write(tmp_path / "whole.parquet")
@@ -167,7 +207,11 @@ def test_one_part_writes_its_records_range_by_range(
     assert run.write(tmp_path / "ranges.parquet") == whole == 4 * 1_500
     one, many = (pq.ParquetFile(tmp_path / f) for f in ("whole.parquet", "ranges.parquet"))
     assert many.metadata.num_row_groups > one.metadata.num_row_groups
-    assert many.read().equals(one.read())
+    whole_rows, range_rows = one.read(), many.read()
+    for kind in (pc.is_null, pc.is_valid):  # records, then items
+        assert range_rows.filter(kind(range_rows["i"])).equals(
+            whole_rows.filter(kind(whole_rows["i"]))
+        )
     assert many.schema_arrow.metadata == one.schema_arrow.metadata
 
 

@@ -240,28 +240,40 @@ def test_parquet_results_and_explain_lookup(
     out = tmp_path / "results.parquet"
     res = _run(["--store", str(synthea_store), "--as-of", SYNTHEA_AS_OF, "--out", str(out)])
     assert res.exit_code == 0, res.output
-    rows = duckdb.sql(f"SELECT * FROM read_parquet('{out}')").to_arrow_table().to_pylist()
-    # sorted by patient, then trial: a patient's records are adjacent for lookups
-    assert [(r["patient_id"], r["trial_id"]) for r in rows] == sorted(
+    table = pq.read_table(out)
+    assert table.column_names == [
+        "patient_id", "trial_id", "status", "verdicts", "i", "reason", "evidence"
+    ]  # fmt: skip
+    rows = table.to_pylist()
+    records = [r for r in rows if r["i"] is None]
+    items = [r for r in rows if r["i"] is not None]
+    # each kind sorted by patient, then trial (and position): found by patient-id ranges
+    assert [(r["patient_id"], r["trial_id"]) for r in records] == sorted(
         (r["patient_id"], r["trial_id"]) for r in recs
     )
-    assert set(rows[0]) == {"patient_id", "trial_id", "status", "verdicts", "details"}
-    # one verdict letter per criterion; details only for the criteria the data decided (a
+    assert [(r["patient_id"], r["trial_id"], r["i"]) for r in items] == sorted(
+        (r["patient_id"], r["trial_id"], r["i"]) for r in items
+    )
+    # one verdict letter per criterion; an item only for each criterion the data decided (a
     # default verdict's reason is stored once, in the metadata, and put back on lookup)
     full = {(r["patient_id"], r["trial_id"]): r for r in recs}
-    n_items = n_details = 0
-    for row in rows:
-        rec = full[row["patient_id"], row["trial_id"]]
+    for row in records:
+        assert row["reason"] is None and row["evidence"] is None
         assert row["verdicts"] == "".join(
             {"met": "m", "not_met": "n", "unknown": "u", "manual": "c"}[c["verdict"]]
-            for c in rec["criteria"]
+            for c in full[row["patient_id"], row["trial_id"]]["criteria"]
         )
-        for d in row["details"]:
-            c = rec["criteria"][d["i"]]
-            assert (d["reason"], d["evidence"]) == (c["reason"], c["evidence"])
-        n_items += len(rec["criteria"])
-        n_details += len(row["details"])
-    assert 0 < n_details < n_items / 2
+    for it in items:
+        assert it["status"] is None and it["verdicts"] is None
+        c = full[it["patient_id"], it["trial_id"]]["criteria"][it["i"]]
+        assert (it["reason"], it["evidence"]) == (c["reason"], c["evidence"])
+    # ... and no row group mixes the two kinds
+    meta = pq.ParquetFile(out).metadata
+    for g in range(meta.num_row_groups):
+        nulls = meta.row_group(g).column(4).statistics.null_count
+        assert nulls in (0, meta.row_group(g).num_rows)
+    n_criteria = sum(len(r["criteria"]) for r in recs)
+    assert 0 < len(items) < n_criteria / 2
     lookup = ResultsLookup(out)
     for pid in sorted({r["patient_id"] for r in recs}):
         assert lookup.patient(pid) == [r for r in recs if r["patient_id"] == pid]
@@ -282,10 +294,9 @@ def test_parquet_results_and_explain_lookup(
     pq.write_table(table.replace_schema_metadata(None), old)
     res = CliRunner().invoke(explain, ["--results", str(old), "--patient", pid])
     assert res.exit_code == 1 and "no trialsieve.criteria metadata" in res.output
-    meta = table.schema.metadata
-    pq.write_table(table.drop_columns(["details"]).replace_schema_metadata(meta), old)
+    pq.write_table(table.drop_columns(["evidence"]), old)
     res = CliRunner().invoke(explain, ["--results", str(old), "--patient", pid])
-    assert res.exit_code == 1 and "no column(s) details" in res.output
+    assert res.exit_code == 1 and "no column(s) evidence" in res.output
 
 
 # ---- (d) usage errors ----------------------------------------------------------------------

@@ -170,27 +170,6 @@ def test_evidence_lists_identical_on_spark(spark: SparkBackend) -> None:
     assert len(want) == 7 and all(len(x["evs"]) > 15 for x in want)
 
 
-def test_masked_lists_identical_on_spark(spark: SparkBackend) -> None:
-    """``list_where`` (a record's details: the items of the nodes with a row) keeps the items
-    whose mask is true, in order, on Spark as on DuckDB (the masks are ``IS NOT NULL`` tests,
-    never NULL)."""
-    rows = (
-        "SELECT 1 AS g, [{'i': 0, 'x': 'a'}, {'i': 1, 'x': NULL}, {'i': 2, 'x': 'c'}] AS l, "
-        "[TRUE, TRUE, FALSE] AS m UNION ALL "
-        "SELECT 2, [{'i': 0, 'x': 'a'}, {'i': 1, 'x': 'b'}, {'i': 2, 'x': 'c'}], "
-        "[FALSE, FALSE, TRUE] UNION ALL "
-        "SELECT 3, [{'i': 0, 'x': 'a'}, {'i': 1, 'x': 'b'}, {'i': 2, 'x': 'c'}], "
-        "[FALSE, FALSE, FALSE]"
-    )
-    kept = "SELECT g, list_where(l, m) AS kept FROM r ORDER BY g"
-    want = [
-        {"g": 1, "kept": [{"i": 0, "x": "a"}, {"i": 1, "x": None}]},
-        {"g": 2, "kept": [{"i": 2, "x": "c"}]},
-        {"g": 3, "kept": []},
-    ]
-    assert _same_on_both(spark, rows, kept) == want
-
-
 def _same_on_both(spark: SparkBackend, rows: str, query: str) -> list[dict[str, Any]]:
     """The rows of ``query`` over a table ``r`` of ``rows`` on DuckDB, checked equal on Spark."""
     duck = DuckDBBackend()

@@ -18,9 +18,6 @@ def test_a_row_number_without_order_becomes_a_unique_id() -> None:
 
 
 def test_median_and_lists() -> None:
-    sql = to_spark_sql(
-        "SELECT median(v) OVER (PARTITION BY p) AS m, list_slice(l, 2, 4), list_where(l, k) FROM t"
-    )
+    sql = to_spark_sql("SELECT median(v) OVER (PARTITION BY p) AS m, list_slice(l, 2, 4) FROM t")
     assert "PERCENTILE(v, 0.5) OVER (PARTITION BY p)" in sql
     assert "SLICE(l, 2, 4 - 2 + 1)" in sql
-    assert "FILTER(l, (_item, _pos) -> ELEMENT_AT(k, _pos + 1))" in sql

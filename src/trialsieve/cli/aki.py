@@ -61,6 +61,12 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     con.execute(f"COPY ({query}) TO {quote(path)} (FORMAT CSV, HEADER, DELIMITER ',')")
 
 
+def _copy_closing(cur: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """:func:`_copy` on a cursor of its own, closed after."""
+    _copy(cur, query, path)
+    cur.close()
+
+
 def _urine_episodes_sql(urine: str, weights: str) -> str:
     """A2's urine-output episodes (KDIGO 2012 Table 2), imported lazily."""
     try:
@@ -180,12 +186,21 @@ def run_aki(
             loads.append(load_patients(con, patients))
         if engine == "duckdb":
             con.execute(f"CREATE TABLE staged AS {sql}")
+        if urine_side is not None:
+            loads[1:1] = urine_side.result()
+        if engine == "duckdb":
+            # the summary on the side cursor while the results are written: the CSV writer
+            # leaves part of a core idle
+            summary_side = None
+            if summary is not None:
+                query = _summary_sql(has_urine, rrt is not None)
+                summary_side = side.submit(_copy_closing, session(con.cursor()), query, summary)
             # ``staged`` was created from a query ending in ORDER BY rid, so a scan returns it
             # in rid order (insertion order is preserved: ``preserve_insertion_order``, the
             # default, set by :func:`connect`); sorting again would only cost time
             _copy(con, _results_sql(""), out)
-        if urine_side is not None:
-            loads[1:1] = urine_side.result()
+            if summary_side is not None:
+                summary_side.result()
     if engine == "spark":
         from trialsieve.screen.backend import SparkBackend, run_on_spark
 
@@ -198,8 +213,8 @@ def run_aki(
         ]  # fmt: skip
         run_on_spark(con, inputs, queries, SparkBackend(master=spark_master))
         _copy(con, _results_sql(" ORDER BY rid"), out)
-    if summary is not None:
-        _copy(con, _summary_sql(has_urine, rrt is not None), summary)
+        if summary is not None:
+            _copy(con, _summary_sql(has_urine, rrt is not None), summary)
 
     n_rej = sum(x.rejected for x in loads)
     rej_path: Path | None = None

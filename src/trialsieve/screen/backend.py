@@ -414,8 +414,6 @@ def to_spark_sql(sql: str) -> str:
     - ``median`` is refused over a window frame; ``percentile(x, 0.5)`` is the same exact median
       (mean of the two middle values for an even count) and is allowed there.
     - ``list_slice(l, a, b)`` -> ``slice(l, a, b - a + 1)``.
-    - ``list_where(l, mask)`` -> ``filter(l, (x, i) -> element_at(mask, i + 1))`` (the lambda's
-      index counts from 0, ``element_at`` from 1).
     - ``row_number() OVER ()`` (any unique row number: Spark refuses a row number without an
       order) -> ``monotonically_increasing_id()``, unique too, in a table stored once.
     """
@@ -443,15 +441,6 @@ def to_spark_sql(sql: str) -> str:
                 this=exp.Sub(this=end, expression=start), expression=exp.Literal.number(1)
             )
             return exp.Anonymous(this="SLICE", expressions=[lst, start, length])
-        if isinstance(node, exp.Anonymous) and node.name.upper() == "LIST_WHERE":
-            lst, mask = node.expressions
-            pos = exp.to_identifier("_pos")
-            keep = exp.Anonymous(
-                this="ELEMENT_AT",
-                expressions=[mask, exp.Add(this=pos, expression=exp.Literal.number(1))],
-            )
-            kept = exp.Lambda(this=keep, expressions=[exp.to_identifier("_item"), pos])
-            return exp.Anonymous(this="FILTER", expressions=[lst, kept])
         return node
 
     # two passes: a replaced node's subtree is not revisited within one pass

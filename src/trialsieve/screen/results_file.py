@@ -3,18 +3,29 @@
 The nightly run (``trialsieve screen --out results.parquet``) evaluates every rule for every
 patient; its records already carry each criterion's verdict, reason and evidence (source
 record, value, unit, time). Explaining a patient on the worklist is then a lookup, not a
-re-evaluation. The file is sorted by patient and trial in row groups of :data:`ROW_GROUP` rows,
-so a lookup reads one or two small row groups, found by the patient-id range in the footer
-(milliseconds whatever the population).
+re-evaluation: a lookup reads a few small row groups, found by the patient-id ranges in the
+footer (milliseconds whatever the population).
 
-Layout, one row per (patient, trial): ``patient_id``, ``trial_id``, ``status``, ``verdicts`` (one
-letter per criterion in protocol order, :data:`~trialsieve.screen.sql.VERDICT_LETTERS`: ``m``
-met, ``n`` not met, ``u`` unknown, ``c`` manual check) and ``details``, a list of
-``{i, reason, evidence}`` for the criteria (0-based position ``i``) that the patient's data
-decided. A criterion decided by its rule's default ("no record of dialysis (ever)", ~90 % of
-them) has no item: its reason is stored once, with the protocol's constants (criterion id, kind,
-text, manual instruction), in the file's key-value metadata under :data:`CRITERIA_KEY`.
-Lookups put both back: the records are those of results.jsonl. To re-evaluate a patient on
+Layout: rows of two kinds, in row groups of :data:`ROW_GROUP` rows that never mix them.
+
+- A **record** per (patient, trial): ``patient_id``, ``trial_id``, ``status`` and ``verdicts``
+  (one letter per criterion in protocol order, :data:`~trialsieve.screen.sql.VERDICT_LETTERS`:
+  ``m`` met, ``n`` not met, ``u`` unknown, ``c`` manual check); ``i``, ``reason`` and
+  ``evidence`` are NULL.
+- An **item** per criterion that the patient's data decided: ``patient_id``, ``trial_id``,
+  ``i`` (the criterion's 0-based position), ``reason`` and ``evidence``; ``status`` and
+  ``verdicts`` are NULL. A criterion decided by its rule's default ("no record of dialysis
+  (ever)", ~90 % of them) has no item: its reason is stored once, with the protocol's
+  constants (criterion id, kind, text, manual instruction), in the file's key-value metadata
+  under :data:`CRITERIA_KEY`.
+
+The file is written in blocks (a range of patients, in ascending ranges): the block's records
+sorted by patient and trial, then its items sorted by patient, trial and position. So the
+records, read alone, are sorted by patient across the file, and so are the items; the row
+groups of each kind are found by bisecting their patient-id ranges. Items are stored flat, not
+as a list in each record: joining every criterion's rows to the records to build the lists
+cost the 1M-patient run ~9 CPU-s more (docs/SCALE.md). Lookups put records, items and
+metadata back together: the records are those of results.jsonl. To re-evaluate a patient on
 fresh data, screen them alone (``trialsieve screen --patient ID``): the same rules, about a
 second.
 """
@@ -59,36 +70,52 @@ def criteria_metadata(
     }  # fmt: skip
 
 
-def write_parquet(
-    reader: pa.RecordBatchReader, out: Path, criteria: Mapping[str, list[dict[str, Any]]]
-) -> int:
-    """Write compact result rows (sorted by patient and trial) to ``out``; return the row
-    count. ``criteria``: :func:`criteria_metadata`, stored in the file metadata."""
-    with ResultsWriter(out, reader.schema, criteria) as writer:
-        for batch in reader:
-            writer.write(batch)
-    return writer.rows
+#: the columns of a record row and of an item row (each NULL in the other kind)
+RECORD_COLUMNS = ("patient_id", "trial_id", "status", "verdicts")
+ITEM_COLUMNS = ("patient_id", "trial_id", "i", "reason", "evidence")
 
 
 class ResultsWriter:
-    """Writes a results file from compact rows arriving in (patient, trial) order, checking
-    that order. :meth:`submit` encodes a table on a background thread while the caller
-    computes the next one (a run in parts; at most one table waits). A failure removes the
-    half-written file (the worklist must not read it) and is raised by the next call. As a
-    context manager it closes the file, or removes it when the block fails (the rows being
-    computed failed: the file would miss them)."""
+    """Writes a results file block by block: a block is the records of a range of patients
+    (sorted by patient and trial) and their items (sorted by patient, trial and position),
+    the blocks in ascending patient ranges; the writer checks that order. :meth:`submit`
+    encodes a block on a background thread while the caller computes the next one (at most
+    one block waits). A failure removes the half-written file (the worklist must not read it)
+    and is raised by the next call. As a context manager it closes the file, or removes it when
+    the block fails (the rows being computed failed: the file would miss them)."""
 
     def __init__(
-        self, out: Path, schema: pa.Schema, criteria: Mapping[str, list[dict[str, Any]]]
+        self,
+        out: Path,
+        records: pa.Schema,
+        items: pa.Schema,
+        criteria: Mapping[str, list[dict[str, Any]]],
     ) -> None:
         self.out = Path(out)
-        self.schema = schema.with_metadata({CRITERIA_KEY: json.dumps(criteria)})
-        #: rows written so far
+        self.layouts = (records.remove_metadata(), items.remove_metadata())
+        for what, schema, columns in zip(
+            ("records", "items"), self.layouts, (RECORD_COLUMNS, ITEM_COLUMNS), strict=True
+        ):
+            if tuple(schema.names) != columns:
+                raise ValueError(
+                    f"{self.out}: {what} need the columns {', '.join(columns)}, "
+                    f"not {', '.join(schema.names)}"
+                )
+        fields = {f.name: f for schema in self.layouts for f in schema}
+        # every column nullable: each is NULL in one kind of row (Spark's schemas say which
+        # columns it knows to be never NULL)
+        self.schema = pa.schema(
+            [fields[c].with_nullable(True) for c in dict.fromkeys(RECORD_COLUMNS + ITEM_COLUMNS)],
+            metadata={CRITERIA_KEY: json.dumps(criteria)},
+        )
+        #: records written so far
         self.rows = 0
-        self._last: str | None = None
-        # statistics on patient_id only: the lookups read them, nothing reads the others
+        self._items = 0
+        self._last: list[str | None] = [None, None]
+        # statistics on patient_id and i only: the lookups read them (i tells a row group of
+        # items from one of records), nothing reads the others
         self._file = pq.ParquetWriter(
-            self.out, self.schema, compression="zstd", write_statistics=["patient_id"]
+            self.out, self.schema, compression="zstd", write_statistics=["patient_id", "i"]
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
@@ -106,24 +133,24 @@ class ResultsWriter:
             self._pool.shutdown()
         self._abort()
 
-    def write(self, rows: pa.RecordBatch | pa.Table) -> None:
-        """Write ``rows`` now."""
+    def write(self, records: pa.Table, items: pa.Table) -> None:
+        """Write a block now."""
         self._wait()
         try:
-            self._write(rows)
+            self._write(records, items)
         except BaseException:
             self._abort()
             raise
 
-    def submit(self, rows: pa.Table) -> None:
-        """Write ``rows`` on the background thread (after the rows submitted before)."""
+    def submit(self, records: pa.Table, items: pa.Table) -> None:
+        """Write a block on the background thread (after the blocks submitted before)."""
         self._wait()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="trialsieve-results")
-        self._pending = self._pool.submit(self._write, rows)
+        self._pending = self._pool.submit(self._write, records, items)
 
     def close(self) -> int:
-        """Finish the file; return the row count."""
+        """Finish the file; return the number of records."""
         try:
             self._wait()
         finally:
@@ -132,13 +159,28 @@ class ResultsWriter:
             self._file.close()
         return self.rows
 
-    def _write(self, rows: pa.RecordBatch | pa.Table) -> None:
-        if not rows.schema.equals(self.schema):
-            raise ValueError(f"{self.out}: rows of another layout than the file's: {rows.schema}")
-        for batch in rows.to_batches() if isinstance(rows, pa.Table) else [rows]:
-            self._last = _check_sorted(batch, self._last, self.out, self.rows)
-            self._file.write_batch(batch, row_group_size=ROW_GROUP)
-            self.rows += batch.num_rows
+    def _write(self, records: pa.Table, items: pa.Table) -> None:
+        for kind, (rows, layout) in enumerate(zip((records, items), self.layouts, strict=True)):
+            if not rows.schema.remove_metadata().equals(layout):
+                what, got = ("records", "items")[kind], ", ".join(rows.schema.names)
+                raise ValueError(f"{self.out}: {what} of another layout than the file's: {got}")
+        for kind, rows in enumerate((records, items)):
+            # a kind's rows in their own row groups: each write starts a new one
+            full = pa.table(
+                [rows[f.name] if f.name in rows.schema.names else pa.nulls(rows.num_rows, f.type)
+                 for f in self.schema],
+                schema=self.schema,
+            )  # fmt: skip
+            for batch in full.to_batches():
+                if not batch.num_rows:
+                    continue
+                offset = (self.rows, self._items)[kind]
+                self._last[kind] = _check_sorted(batch, self._last[kind], self.out, kind, offset)
+                self._file.write_batch(batch, row_group_size=ROW_GROUP)
+                if kind:
+                    self._items += batch.num_rows
+                else:
+                    self.rows += batch.num_rows
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -155,9 +197,11 @@ class ResultsWriter:
         self.out.unlink(missing_ok=True)  # no half-written file for the worklist to read
 
 
-def _check_sorted(batch: pa.RecordBatch, last: str | None, out: Path, offset: int) -> str | None:
-    """The batch's last (patient, trial) key; raises when the rows are not in that order (the
-    lookups would miss records)."""
+def _check_sorted(
+    batch: pa.RecordBatch, last: str | None, out: Path, kind: int, offset: int
+) -> str | None:
+    """The batch's last (patient, trial) key; raises when the rows (``kind`` 0: records, 1:
+    items) are not in that order (the lookups would miss them)."""
     if not batch.num_rows:
         return last
     keys = pc.binary_join_element_wise(batch["patient_id"], batch["trial_id"], "\x00")
@@ -166,7 +210,9 @@ def _check_sorted(batch: pa.RecordBatch, last: str | None, out: Path, offset: in
     if last is not None and keys[0].as_py() < last:
         bad.insert(0, 0)
     if bad:
-        raise ValueError(f"{out}: results not sorted by patient and trial at row {offset + bad[0]}")
+        where = ("results not sorted by patient and trial at row",
+                 "result items not sorted by patient and trial at item")[kind]  # fmt: skip
+        raise ValueError(f"{out}: {where} {offset + bad[0]}")
     return keys[-1].as_py()
 
 
@@ -184,45 +230,58 @@ class ResultsLookup:
         if self.path.suffix != ".parquet":
             return
         self.file = pq.ParquetFile(self.path)
-        meta = self.file.schema_arrow.metadata or {}
+        schema = self.file.schema_arrow
+        meta = schema.metadata or {}
         if CRITERIA_KEY.encode() not in meta:
             raise ValueError(
                 f"{self.path}: no {CRITERIA_KEY} metadata (not a results file written by "
                 "trialsieve screen --out results.parquet)"
             )
-        missing = {"patient_id", "trial_id", "status", "verdicts", "details"} - set(
-            self.file.schema_arrow.names
-        )
+        missing = set(RECORD_COLUMNS + ITEM_COLUMNS) - set(schema.names)
         if missing:
             raise ValueError(
                 f"{self.path}: no column(s) {', '.join(sorted(missing))} (a results file of an "
-                "older trialsieve, with one criteria list per record: screen again)"
+                "older trialsieve: screen again)"
             )
         self.criteria = json.loads(meta[CRITERIA_KEY.encode()])
         md = self.file.metadata
-        col = self.file.schema_arrow.get_field_index("patient_id")
-        self.bounds = []
-        for i in range(md.num_row_groups):
-            stats = md.row_group(i).column(col).statistics
-            self.bounds.append((stats.min, stats.max))
-        self.mins = [lo for lo, _ in self.bounds]
+        pid, pos = schema.get_field_index("patient_id"), schema.get_field_index("i")
+        #: per kind (0: records, 1: items) its row groups' (index, min, max) patient ids
+        self.groups: tuple[list[tuple[int, str, str]], ...] = ([], [])
+        for g in range(md.num_row_groups):
+            rg = md.row_group(g)
+            ids, i = rg.column(pid).statistics, rg.column(pos).statistics
+            if not rg.num_rows:
+                continue
+            self.groups[int(i.null_count < rg.num_rows)].append((g, ids.min, ids.max))
+        self.mins = tuple([lo for _, lo, _ in groups] for groups in self.groups)
 
     def patient(self, patient_id: str, trials: list[str] | None = None) -> list[dict[str, Any]]:
         """The records of ``patient_id`` (one per trial screened), in trial order."""
         if self.file is None:
             rows = self._scan_jsonl(patient_id)
         else:
-            rows = []
-            i = max(bisect.bisect_left(self.mins, patient_id) - 1, 0)
-            while i < len(self.bounds) and self.bounds[i][0] <= patient_id:
-                if patient_id <= self.bounds[i][1]:
-                    t = self.file.read_row_group(i)
-                    rows += t.filter(pc.equal(t["patient_id"], patient_id)).to_pylist()
-                i += 1
+            items: dict[str, dict[int, dict[str, Any]]] = {}
+            for it in self._rows(1, patient_id, ITEM_COLUMNS):
+                items.setdefault(it["trial_id"], {})[it["i"]] = it
+            rows = [
+                self._full(r, items.get(r["trial_id"], {}))
+                for r in self._rows(0, patient_id, RECORD_COLUMNS)
+            ]
         rows = [r for r in rows if not trials or r["trial_id"] in trials]
-        if self.file is not None:  # compact records: the criteria put back
-            rows = [self._full(r) for r in rows]
         return sorted(rows, key=lambda r: r["trial_id"])
+
+    def _rows(self, kind: int, patient_id: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The rows of ``kind`` (0: records, 1: items) of ``patient_id``."""
+        assert self.file is not None
+        groups, rows = self.groups[kind], []
+        k = max(bisect.bisect_left(self.mins[kind], patient_id) - 1, 0)
+        while k < len(groups) and groups[k][1] <= patient_id:
+            if patient_id <= groups[k][2]:
+                t = self.file.read_row_group(groups[k][0], columns=list(columns))
+                rows += t.filter(pc.equal(t["patient_id"], patient_id)).to_pylist()
+            k += 1
+        return rows
 
     def _scan_jsonl(self, patient_id: str) -> list[dict[str, Any]]:
         import orjson
@@ -236,16 +295,15 @@ class ResultsLookup:
                         out.append(rec)
         return out
 
-    def _full(self, rec: dict[str, Any]) -> dict[str, Any]:
-        """A compact record with its criteria put back from the file metadata (ids, kinds,
-        texts, manual instructions, default reasons) and its verdict letters and details: the
-        results.jsonl record."""
+    def _full(self, rec: dict[str, Any], items: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+        """A record with its criteria put back from the file metadata (ids, kinds, texts,
+        manual instructions, default reasons), its verdict letters and its ``items`` (position
+        -> item): the results.jsonl record."""
         protocol = self.criteria.get(rec["trial_id"])
         if protocol is None:
             raise ValueError(
                 f"{self.path}: no criteria of trial {rec['trial_id']} in the file metadata"
             )
-        details = {d["i"]: d for d in rec.pop("details") or []}
         letters = rec.pop("verdicts")
         rec["criteria"] = [
             {
@@ -253,8 +311,8 @@ class ResultsLookup:
                 "kind": c["kind"],
                 "verdict": _VERDICTS[letters[i]],
                 "text": c["text"],
-                "reason": details[i]["reason"] if i in details else c["default_reason"],
-                "evidence": details[i]["evidence"] if i in details else [],
+                "reason": items[i]["reason"] if i in items else c["default_reason"],
+                "evidence": items[i]["evidence"] if i in items else [],
                 "manual": c["manual"],
             }
             for i, c in enumerate(protocol)
