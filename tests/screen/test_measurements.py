@@ -7,6 +7,7 @@ events from it too."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -135,3 +136,35 @@ def test_presence_counts_results_without_a_value(make_store: Callable[..., Path]
     assert got["text"]["exc-2"]["verdict"] == "unknown"  # no value: open world
     assert got["number"]["exc-1"]["verdict"] == "met"
     assert got["number"]["exc-2"]["verdict"] == "met"
+
+
+def test_presence_rules_do_not_read_the_events_again(
+    make_store: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A has rule of an analyte reads its events from the measurements table: the events of
+    its analyte are read once, by the pass that fills the table (twice when the rule reads
+    them itself)."""
+    store = make_store([person("p", BORN)], [lab("p", "hbv_dna", 25.0, "IU/mL")])
+    has = {"has": {"concepts": {"analytes": ["hbv_dna"]}, "kinds": ["lab"],
+                   "window": {"years": 1}}}  # fmt: skip
+    labr = {"lab": {"analyte": "hbv_dna", "window": {"years": 1}, "agg": "latest", "op": ">",
+                    "value": 20}}  # fmt: skip
+    proto = protocol([crit("exc-1", has), crit("exc-2", labr)])
+    statements: list[str] = []
+    create = DuckDBBackend.create
+
+    def logged(self: DuckDBBackend, name: str, select_sql: str) -> None:
+        statements.append(select_sql)
+        create(self, name, select_sql)
+
+    monkeypatch.setattr(DuckDBBackend, "create", logged)
+
+    def event_reads() -> int:
+        statements.clear()
+        records = screen_store(store, [proto], AS_OF).records
+        assert [c["verdict"] for c in records[0]["criteria"]] == ["met", "met"]
+        return sum(bool(re.search(r"\bevents\b", s)) and "'hbv_dna'" in s for s in statements)
+
+    assert event_reads() == 1
+    monkeypatch.setattr(Compiler, "presences", lambda self, rules: [])
+    assert event_reads() == 2
