@@ -250,9 +250,9 @@ class ResultsLookup:
         self.groups: tuple[list[tuple[int, str, str]], ...] = ([], [])
         for g in range(md.num_row_groups):
             rg = md.row_group(g)
-            ids, i = rg.column(pid).statistics, rg.column(pos).statistics
             if not rg.num_rows:
                 continue
+            ids, i = rg.column(pid).statistics, rg.column(pos).statistics
             self.groups[int(i.null_count < rg.num_rows)].append((g, ids.min, ids.max))
         self.mins = tuple([lo for _, lo, _ in groups] for groups in self.groups)
 
