@@ -63,8 +63,10 @@ def _copy(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
 
 def _copy_closing(cur: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
     """:func:`_copy` on a cursor of its own, closed after."""
-    _copy(cur, query, path)
-    cur.close()
+    try:
+        _copy(cur, query, path)
+    finally:
+        cur.close()
 
 
 def _urine_episodes_sql(urine: str, weights: str) -> str:
@@ -158,8 +160,9 @@ def run_aki(
     """Run the whole command; return the per-file counts and where rejects were written.
 
     The urine side (its two files and, on DuckDB, its episodes) runs on a cursor of its own
-    while the creatinine side is loaded, staged and written: parts of each statement run on one
-    thread, and the other side's statement fills the idle core. The outputs do not depend on it.
+    while the creatinine side is loaded and staged, and the summary while the results are
+    written: parts of each statement run on one thread, and the other side's statement fills
+    the idle core. The outputs do not depend on it.
     """
     if (urine is None) != (weights is None):
         raise click.UsageError("--urine and --weights go together (rate = volume / h / weight)")
