@@ -18,6 +18,7 @@ from trialsieve.demo.cohort import DEMO_AS_OF
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen import backend as backend_mod
 from trialsieve.screen import engine as engine_mod
+from trialsieve.screen import results_file
 from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, range_sql, split_ids
 from trialsieve.screen.engine import StoreChangedError, screen_store
 from trialsieve.screen.results_file import ResultsLookup, ResultsWriter
@@ -233,3 +234,23 @@ def test_a_store_written_during_the_screening_fails_it(synth_store: Path, tmp_pa
         screen_store(store, load_bundled(), DEMO_AS_OF, backend=Ingesting())
     # untouched, the same store screens
     assert screen_store(store, load_bundled(), DEMO_AS_OF).funnels
+
+
+def test_lookups_across_row_group_boundaries(
+    synth_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With row groups of 3 rows, a patient's records and items lie across several row groups
+    of each kind (and blocks of 200 patients add block boundaries): every lookup still gives the
+    patient's records of results.jsonl."""
+    monkeypatch.setattr(results_file, "ROW_GROUP", 3)
+    monkeypatch.setattr(engine_mod, "RECORDS_PER_RANGE", 200)
+    run = screen_store(synth_store, load_bundled(), DEMO_AS_OF)
+    run.write(tmp_path / "small.parquet")
+    lookup = ResultsLookup(tmp_path / "small.parquet")
+    assert min(len(g) for g in lookup.groups) > 1_000
+    by_patient: dict[str, list[dict]] = {}
+    for rec in run.records:
+        by_patient.setdefault(rec["patient_id"], []).append(rec)
+    for pid, recs in by_patient.items():
+        assert lookup.patient(pid) == sorted(recs, key=lambda r: r["trial_id"])
+    assert lookup.patient("S0") == []
