@@ -22,6 +22,11 @@ from trialsieve.screen.compile import MEASUREMENTS, Compiler, Measure, criterion
 from trialsieve.screen.engine import screen_store
 
 BORN = dt.date(1970, 3, 15)
+#: a has rule of an analyte (a presence rule) and a lab rule of the same analyte and window
+HBV_HAS = {"has": {"concepts": {"analytes": ["hbv_dna"]}, "kinds": ["lab"],
+                   "window": {"years": 1}}}  # fmt: skip
+HBV_LAB = {"lab": {"analyte": "hbv_dna", "window": {"years": 1}, "agg": "latest", "op": ">",
+                   "value": 20}}  # fmt: skip
 
 
 def _differing_rows(backend: DuckDBBackend, a: str, b: str) -> int:
@@ -124,11 +129,7 @@ def test_presence_counts_results_without_a_value(make_store: Callable[..., Path]
             code_system="http://loinc.org", code="42595-9", display="HBV DNA"),
          lab("number", "hbv_dna", 25.0, "IU/mL")],
     )  # fmt: skip
-    has = {"has": {"concepts": {"analytes": ["hbv_dna"]}, "kinds": ["lab"],
-                   "window": {"years": 1}}}  # fmt: skip
-    labr = {"lab": {"analyte": "hbv_dna", "window": {"years": 1}, "agg": "latest", "op": ">",
-                    "value": 20}}  # fmt: skip
-    run = screen_store(store, [protocol([crit("exc-1", has), crit("exc-2", labr)])], AS_OF)
+    run = screen_store(store, [protocol([crit("exc-1", HBV_HAS), crit("exc-2", HBV_LAB)])], AS_OF)
     got = {r["patient_id"]: {c["id"]: c for c in r["criteria"]} for r in run.records}
     assert got["text"]["exc-1"]["verdict"] == "met"
     assert got["text"]["exc-1"]["reason"].startswith("1 record(s) of listed codes")
@@ -145,11 +146,7 @@ def test_presence_rules_do_not_read_the_events_again(
     its analyte are read once, by the pass that fills the table (twice when the rule reads
     them itself)."""
     store = make_store([person("p", BORN)], [lab("p", "hbv_dna", 25.0, "IU/mL")])
-    has = {"has": {"concepts": {"analytes": ["hbv_dna"]}, "kinds": ["lab"],
-                   "window": {"years": 1}}}  # fmt: skip
-    labr = {"lab": {"analyte": "hbv_dna", "window": {"years": 1}, "agg": "latest", "op": ">",
-                    "value": 20}}  # fmt: skip
-    proto = protocol([crit("exc-1", has), crit("exc-2", labr)])
+    proto = protocol([crit("exc-1", HBV_HAS), crit("exc-2", HBV_LAB)])
     statements: list[str] = []
     create = DuckDBBackend.create
 

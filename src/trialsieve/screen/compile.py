@@ -595,12 +595,7 @@ class Compiler:
             table, k = self.run.history[req.key]
             agg = f"SELECT * FROM {table} WHERE k = {k}"
         else:
-            if self._presence(body) in self.run.presences:  # its events selected with the labs
-                kinds = ", ".join(lit(k) for k in req.kinds)
-                source = f"FROM {MEASUREMENTS} e WHERE e.kind IN ({kinds}) AND {req.pred}"
-            else:
-                source = self.coded(req.pred, req.kinds)
-            rows = f"{source} AND {req.cond}"
+            rows = f"{self._uncoded_events(body, req)} AND {req.cond}"
             agg = group_rows(f"SELECT {_HISTORY_ROW} {rows}", ("patient_id",), _HISTORY_AGGS)
         test = f"a.n {OPS[op]} {lit(value)}"
         reason = (
@@ -619,6 +614,15 @@ class Compiler:
             f"no record of {label} ({w.label})",
             table=not coded,
         )
+
+    def _uncoded_events(self, body: Mapping[str, Any], req: HistoryRequest) -> str:
+        """SQL ``FROM ... WHERE`` of the events a has/count rule over kinds not all coded
+        counts: a presence rule's from :data:`MEASUREMENTS` when the run selected them there
+        (:attr:`RunShared.presences`), else from the events (:meth:`coded`)."""
+        if self._presence(body) not in self.run.presences:
+            return self.coded(req.pred, req.kinds)
+        kinds = ", ".join(lit(k) for k in req.kinds)
+        return f"FROM {MEASUREMENTS} e WHERE e.kind IN ({kinds}) AND {req.pred}"
 
     def _n_has(self, body: Mapping[str, Any]) -> Verdicts:
         return self._has_like(body, ">=", 1)

@@ -27,7 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,19 +197,36 @@ def _results_sql(proto: Any, verdicts: str, nodes: list[Verdicts]) -> str:
     in protocol order (criterion ids, kinds, texts and manual instructions are constants of the
     query)."""
     verdict = " ".join(f"WHEN {code} THEN {lit(name)}" for code, name in VERDICT_NAMES.items())
+    criteria = _criteria_sql(
+        proto,
+        lambda i: f"CASE w.v{i} {verdict} END",
+        lambda i: nodes[i].column(f"c{i}", "reason"),
+        lambda i: nodes[i].column(f"c{i}", "ev"),
+    )
+    return (
+        f"SELECT w.patient_id, w.trial_id, w.status, {criteria} AS criteria "
+        f"FROM {verdicts} w {left_joins(nodes, 'w')}"
+    )
+
+
+def _criteria_sql(
+    proto: Any,
+    verdict: Callable[[int], str],
+    reason: Callable[[int], str],
+    evidence: Callable[[int], str],
+) -> str:
+    """SQL: the criteria list of a results.jsonl record of ``proto``, in protocol order: each
+    criterion's constants (id, kind, text, manual instruction) with the SQL that ``verdict``,
+    ``reason`` and ``evidence`` give for its 0-based position."""
     items = []
     for i, crit in enumerate(proto.criteria):
         manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
         items.append(
-            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, "
-            f"'verdict': CASE w.v{i} {verdict} END, "
-            f"'text': {lit(crit.text)}, 'reason': {nodes[i].column(f'c{i}', 'reason')}, "
-            f"'evidence': {nodes[i].column(f'c{i}', 'ev')}, 'manual': {manual}}}"
+            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, 'verdict': {verdict(i)}, "
+            f"'text': {lit(crit.text)}, 'reason': {reason(i)}, 'evidence': {evidence(i)}, "
+            f"'manual': {manual}}}"
         )
-    return (
-        f"SELECT w.patient_id, w.trial_id, w.status, [{', '.join(items)}] AS criteria "
-        f"FROM {verdicts} w {left_joins(nodes, 'w')}"
-    )
+    return f"[{', '.join(items)}]"
 
 
 def _record_rows_sql(verdicts: str, nodes: list[Verdicts], patients: PatientRange) -> str:
@@ -257,27 +274,23 @@ def _full_from_file_sql(proto: Any, reasons: list[str], results: str) -> str:
         f"WHEN {lit(VERDICT_LETTERS[code])} THEN {lit(name)}"
         for code, name in VERDICT_NAMES.items()
     )
-    items = []
-    for i, crit in enumerate(proto.criteria):
-        manual = lit(crit.manual) if crit.manual is not None else "CAST(NULL AS VARCHAR)"
-        items.append(
-            f"{{'id': {lit(crit.id)}, 'kind': {lit(crit.kind)}, "
-            f"'verdict': CASE substr(r.verdicts, {i + 1}, 1) {verdict} END, "
-            f"'text': {lit(crit.text)}, "
-            f"'reason': CASE WHEN r.d{i} IS NULL THEN {lit(reasons[i])} ELSE r.d{i}.reason END, "
-            f"'evidence': CASE WHEN r.d{i} IS NULL THEN {EMPTY_EV} ELSE r.d{i}.evidence END, "
-            f"'manual': {manual}}}"
-        )
+    criteria = _criteria_sql(
+        proto,
+        lambda i: f"CASE substr(r.verdicts, {i + 1}, 1) {verdict} END",
+        lambda i: f"CASE WHEN r.d{i} IS NULL THEN {lit(reasons[i])} ELSE r.d{i}.reason END",
+        lambda i: f"CASE WHEN r.d{i} IS NULL THEN {EMPTY_EV} ELSE r.d{i}.evidence END",
+    )
     trial = lit(proto.id)
     details = "".join(
-        f", list_filter(d.details, lambda x: x.i = {i})[1] AS d{i}" for i in range(len(items))
+        f", list_filter(d.details, lambda x: x.i = {i})[1] AS d{i}"
+        for i in range(len(proto.criteria))
     )
     grouped = (
         "SELECT patient_id, list({'i': i, 'reason': reason, 'evidence': evidence}) AS details "
         f"FROM {results} WHERE i IS NOT NULL AND trial_id = {trial} GROUP BY patient_id"
     )
     return (
-        f"SELECT r.patient_id, r.trial_id, r.status, [{', '.join(items)}] AS criteria "
+        f"SELECT r.patient_id, r.trial_id, r.status, {criteria} AS criteria "
         f"FROM (SELECT f.*{details} FROM {results} f LEFT JOIN ({grouped}) d "
         f"ON d.patient_id = f.patient_id WHERE f.i IS NULL AND f.trial_id = {trial}) r"
     )

@@ -108,9 +108,8 @@ class ResultsWriter:
             [fields[c].with_nullable(True) for c in dict.fromkeys(RECORD_COLUMNS + ITEM_COLUMNS)],
             metadata={CRITERIA_KEY: json.dumps(criteria)},
         )
-        #: records written so far
-        self.rows = 0
-        self._items = 0
+        #: per kind (0: records, 1: items) the rows written so far and the last key
+        self._written = [0, 0]
         self._last: list[str | None] = [None, None]
         # statistics on patient_id and i only: the lookups read them (i tells a row group of
         # items from one of records), nothing reads the others
@@ -119,6 +118,11 @@ class ResultsWriter:
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
+
+    @property
+    def rows(self) -> int:
+        """The records written so far."""
+        return self._written[0]
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -174,13 +178,11 @@ class ResultsWriter:
             for batch in full.to_batches():
                 if not batch.num_rows:
                     continue
-                offset = (self.rows, self._items)[kind]
-                self._last[kind] = _check_sorted(batch, self._last[kind], self.out, kind, offset)
+                self._last[kind] = _check_sorted(
+                    batch, self._last[kind], self.out, kind, self._written[kind]
+                )
                 self._file.write_batch(batch, row_group_size=ROW_GROUP)
-                if kind:
-                    self._items += batch.num_rows
-                else:
-                    self.rows += batch.num_rows
+                self._written[kind] += batch.num_rows
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
