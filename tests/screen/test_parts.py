@@ -19,7 +19,7 @@ from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen import backend as backend_mod
 from trialsieve.screen import engine as engine_mod
 from trialsieve.screen import results_file
-from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, range_sql, split_ids
+from trialsieve.screen.backend import ALL_PATIENTS, DuckDBBackend, id_ranges, range_sql
 from trialsieve.screen.engine import StoreChangedError, screen_store
 from trialsieve.screen.results_file import ResultsLookup, ResultsWriter
 from trialsieve.store.reader import in_screening_order
@@ -27,12 +27,21 @@ from trialsieve.synth.generator import SynthConfig
 from trialsieve.synth.writers import write_store
 
 
-def test_split_ids_covers_every_id_once() -> None:
-    ids = [f"p{i:03d}" for i in range(10)]
-    parts = split_ids(ids, 3)
-    assert parts == [(None, "p003"), ("p003", "p006"), ("p006", None)]
-    assert split_ids(["a", "a", "a", "b"], 4) == [(None, "b"), ("b", None)]
-    assert split_ids([], 5) == [ALL_PATIENTS]
+def test_id_ranges_cover_every_id_once() -> None:
+    backend = DuckDBBackend()
+
+    def ranges(ids: list[str], parts: int) -> list[tuple[str | None, str | None]]:
+        rows = " UNION ALL ".join(f"SELECT '{i}' AS patient_id" for i in ids)
+        backend.create("ids", rows or "SELECT 'x' AS patient_id WHERE FALSE")
+        return id_ranges(backend, "ids", parts)
+
+    # the ids in another order than sorted: the database sorts them
+    assert ranges([f"p{i:03d}" for i in (9, 3, 0, 6, 1, 2, 4, 5, 7, 8)], 3) == [
+        (None, "p003"), ("p003", "p006"), ("p006", None)
+    ]  # fmt: skip
+    assert ranges(["a", "b", "a", "a"], 4) == [(None, "b"), ("b", None)]
+    assert ranges(["a", "b"], 1) == [ALL_PATIENTS]
+    assert ranges([], 5) == [ALL_PATIENTS]
     assert range_sql(ALL_PATIENTS) == "TRUE"
     assert range_sql(("a", None)) == "patient_id >= 'a'"
     assert range_sql((None, "b'c"), "x") == "x < 'b''c'"

@@ -121,12 +121,20 @@ def ids_sql(patient_ids: list[str] | None, col: str = "patient_id") -> str:
     return f"{col} IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
 
 
-def split_ids(sorted_ids: list[str], parts: int) -> list[PatientRange]:
-    """``parts`` ranges holding about equally many of ``sorted_ids`` (fewer if ids repeat)."""
-    if not sorted_ids:
+def id_ranges(backend: Backend, relation: str, parts: int) -> list[PatientRange]:
+    """``parts`` ranges holding about equally many of the patient ids of ``relation`` (fewer if
+    ids repeat): the range edges are the ids at the ``parts - 1`` cut positions of the sorted ids,
+    picked by the database. The ids themselves stay there (100M patients would be ~7 GB of
+    Python strings; 1M patients took 0.2 s to fetch)."""
+    n = backend.rows(f"SELECT count(*) FROM {relation}")[0][0]
+    if n == 0:
         return [ALL_PATIENTS]
-    cuts = {sorted_ids[len(sorted_ids) * j // parts] for j in range(1, parts)} - {sorted_ids[0]}
-    bounds = sorted(cuts)
+    at = sorted({0} | {n * j // parts for j in range(1, parts)})
+    ranked = f"SELECT patient_id, row_number() OVER (ORDER BY patient_id) - 1 AS r FROM {relation}"
+    ids = dict(
+        backend.rows(f"SELECT r, patient_id FROM ({ranked}) WHERE r IN ({', '.join(map(str, at))})")
+    )
+    bounds = sorted({ids[k] for k in at} - {ids[0]})
     return list(zip([None, *bounds], [*bounds, None], strict=True))
 
 
@@ -183,8 +191,7 @@ class DuckDBBackend:
         parts = -(-n // (PART_EVENTS_READ if self._in_place else PART_EVENTS_LOADED))
         if parts <= 1:
             return [ALL_PATIENTS]
-        ids = self.con.execute("SELECT patient_id FROM patients ORDER BY patient_id").fetchall()
-        return split_ids([r[0] for r in ids], parts)
+        return id_ranges(self, "patients", parts)
 
     def load_events(self, part: PatientRange) -> None:
         """Expose the part's events (the columns rules read) as ``events``, clustered by kind and

@@ -40,9 +40,9 @@ from trialsieve.screen.backend import (
     Backend,
     DuckDBBackend,
     PatientRange,
+    id_ranges,
     ids_sql,
     range_sql,
-    split_ids,
 )
 from trialsieve.screen.compile import (
     Compiler,
@@ -135,8 +135,8 @@ class ScreenRun:
             return self.spool.rows
         # in ranges of patients: a range is encoded on a background thread while DuckDB
         # assembles the next (one query of the whole population cost as much as two halves)
-        ids = [r[0] for r in self.backend.rows("SELECT patient_id FROM pop ORDER BY patient_id")]
-        ranges = split_ids(ids, -(-len(ids) // RECORDS_PER_RANGE))
+        n = self.backend.rows("SELECT count(*) FROM pop")[0][0]
+        ranges = id_ranges(self.backend, "pop", -(-n // RECORDS_PER_RANGE))
         block = _block(self.backend, self.trials, ranges[0])
         meta = results_file.criteria_metadata(self.protocols, self.defaults)
         with results_file.ResultsWriter(out, *(t.schema for t in block), meta) as writer:
