@@ -635,7 +635,7 @@ def run_size(n: int, args: argparse.Namespace, py: Path, work: Path) -> dict[str
     tag = " (pyAKI time extrapolated)" if done < total else ""
     cpu = f"; CPU-time ratio {cpu_pk / cpu_ts:.0f}x" if done == total else ""
     print(
-        f"ratio          : trialsieve {ratio:.0f}x faster in wall time{tag} (target >= 100x "
+        f"ratio          : trialsieve {ratio:.1f}x faster in wall time{tag} (target >= 100x "
         f"at 10,000){cpu}"
     )
     load = os.getloadavg()[0]
