@@ -41,6 +41,11 @@ def test_id_ranges_cover_every_id_once() -> None:
     ]  # fmt: skip
     assert ranges(["a", "b", "a", "a"], 4) == [(None, "b"), ("b", None)]
     assert ranges(["a", "b"], 1) == [ALL_PATIENTS]
+    # about 4 ids per range: 10 ids in 3 ranges
+    ranges([f"p{i:03d}" for i in range(10)], 1)
+    assert id_ranges(backend, "ids", per_range=4) == [
+        (None, "p003"), ("p003", "p006"), ("p006", None)
+    ]  # fmt: skip
     assert ranges([], 5) == [ALL_PATIENTS]
     assert range_sql(ALL_PATIENTS) == "TRUE"
     assert range_sql(("a", None)) == "patient_id >= 'a'"

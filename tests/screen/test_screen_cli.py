@@ -277,6 +277,13 @@ def test_parquet_results_and_explain_lookup(
     lookup = ResultsLookup(out)
     for pid in sorted({r["patient_id"] for r in recs}):
         assert lookup.patient(pid) == [r for r in recs if r["patient_id"] == pid]
+    # only the trials asked for, from the Parquet file and from results.jsonl alike
+    jsonl = tmp_path / "r.jsonl"
+    jsonl.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    rec = recs[-1]
+    one = [rec["trial_id"]]
+    for results in (out, jsonl):
+        assert ResultsLookup(results).patient(rec["patient_id"], one) == [rec]
     rec = next(r for r in recs if any(c["evidence"] for c in r["criteria"]))
     pid = rec["patient_id"]
     res = CliRunner().invoke(explain, ["--results", str(out), "--patient", pid, "--json"])

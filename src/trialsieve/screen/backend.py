@@ -121,14 +121,20 @@ def ids_sql(patient_ids: list[str] | None, col: str = "patient_id") -> str:
     return f"{col} IN ({', '.join(lit(p) for p in patient_ids) or 'NULL'})"
 
 
-def id_ranges(backend: Backend, relation: str, parts: int) -> list[PatientRange]:
-    """``parts`` ranges holding about equally many of the patient ids of ``relation`` (fewer if
-    ids repeat): the range edges are the ids at the ``parts - 1`` cut positions of the sorted ids,
-    picked by the database. The ids themselves stay there (100M patients would be ~7 GB of
-    Python strings; 1M patients took 0.2 s to fetch)."""
+def id_ranges(
+    backend: Backend, relation: str, parts: int | None = None, *, per_range: int | None = None
+) -> list[PatientRange]:
+    """``parts`` ranges (or as many as hold about ``per_range`` ids each) holding about equally
+    many of the patient ids of ``relation`` (fewer if ids repeat): the range edges are the ids at
+    the cut positions of the sorted ids, picked by the database. The ids themselves stay there
+    (100M patients would be ~7 GB of Python strings; 1M patients took 0.2 s to fetch)."""
     n = backend.rows(f"SELECT count(*) FROM {relation}")[0][0]
     if n == 0:
         return [ALL_PATIENTS]
+    if parts is None:
+        if per_range is None:
+            raise ValueError("id_ranges: give parts or per_range")
+        parts = -(-n // per_range)
     at = sorted({0} | {n * j // parts for j in range(1, parts)})
     ranked = f"SELECT patient_id, row_number() OVER (ORDER BY patient_id) - 1 AS r FROM {relation}"
     ids = dict(

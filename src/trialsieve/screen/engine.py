@@ -135,8 +135,7 @@ class ScreenRun:
             return self.spool.rows
         # in ranges of patients: a range is encoded on a background thread while DuckDB
         # assembles the next (one query of the whole population cost as much as two halves)
-        n = self.backend.rows("SELECT count(*) FROM pop")[0][0]
-        ranges = id_ranges(self.backend, "pop", -(-n // RECORDS_PER_RANGE))
+        ranges = id_ranges(self.backend, "pop", per_range=RECORDS_PER_RANGE)
         block = _block(self.backend, self.trials, ranges[0])
         meta = results_file.criteria_metadata(self.protocols, self.defaults)
         with results_file.ResultsWriter(out, *(t.schema for t in block), meta) as writer:
@@ -359,13 +358,15 @@ def _result_rows(trials: list[_Trial], patients: PatientRange) -> tuple[str, str
     records = [_record_rows_sql(t.verdicts, t.nodes, patients) for t in trials]
     items = [_item_rows_sql(t.proto.id, t.verdicts, t.nodes, patients) for t in trials if t.nodes]
     return (
-        " UNION ALL ".join(records)
-        or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS verdicts "
-        "WHERE FALSE",
-        " UNION ALL ".join(items)
-        or "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS i, NULL AS reason, "
-        f"{EMPTY_EV} AS evidence WHERE FALSE",
+        " UNION ALL ".join(records) or _no_rows(results_file.RECORD_COLUMNS),
+        " UNION ALL ".join(items) or _no_rows(results_file.ITEM_COLUMNS, evidence=EMPTY_EV),
     )
+
+
+def _no_rows(columns: Sequence[str], **typed: str) -> str:
+    """SQL: a query of no rows with ``columns`` (NULL, or the SQL ``typed`` gives a column)."""
+    cols = ", ".join(f"{typed.get(c, 'NULL')} AS {c}" for c in columns)
+    return f"SELECT {cols} WHERE FALSE"
 
 
 def _spool_dir() -> tempfile.TemporaryDirectory[str]:
@@ -443,9 +444,6 @@ def screen_store(
     if spool is not None:
         spool.close()
     # the criteria lists (reasons, evidence) are assembled only when results are read
-    empty = (
-        "SELECT NULL AS patient_id, NULL AS trial_id, NULL AS status, NULL AS criteria WHERE FALSE"
-    )
     if len(parts) > 1:  # results.parquet is the spool; results.jsonl is read back from it
         backend.create("pop", "SELECT * FROM __all_pop")
         spooled = f"read_parquet({lit(str(spool.out))})" if spool is not None else ""
@@ -454,7 +452,7 @@ def screen_store(
         )
     else:
         full = " UNION ALL ".join(_results_sql(t.proto, t.verdicts, t.nodes) for t in trials)
-    backend.view("__results", full or empty)
+    backend.view("__results", full or _no_rows(("patient_id", "trial_id", "status", "criteria")))
     run = ScreenRun(
         as_of=as_of,
         protocols=list(protocols),

@@ -260,17 +260,22 @@ class ResultsLookup:
 
     def patient(self, patient_id: str, trials: list[str] | None = None) -> list[dict[str, Any]]:
         """The records of ``patient_id`` (one per trial screened), in trial order."""
+
+        def wanted(rec: Mapping[str, Any]) -> bool:
+            return not trials or rec["trial_id"] in trials
+
         if self.file is None:
-            rows = self._scan_jsonl(patient_id)
-        else:
+            rows = [r for r in self._scan_jsonl(patient_id) if wanted(r)]
+        else:  # only the wanted trials' records are put back together
             items: dict[str, dict[int, dict[str, Any]]] = {}
             for it in self._rows(1, patient_id, ITEM_COLUMNS):
-                items.setdefault(it["trial_id"], {})[it["i"]] = it
+                if wanted(it):
+                    items.setdefault(it["trial_id"], {})[it["i"]] = it
             rows = [
                 self._full(r, items.get(r["trial_id"], {}))
                 for r in self._rows(0, patient_id, RECORD_COLUMNS)
+                if wanted(r)
             ]
-        rows = [r for r in rows if not trials or r["trial_id"] in trials]
         return sorted(rows, key=lambda r: r["trial_id"])
 
     def _rows(self, kind: int, patient_id: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
