@@ -475,6 +475,21 @@ class Compiler:
             if kind in ("has", "count") and (p := self._presence(body)) is not None
         ]  # fmt: skip
 
+    def series_windows(self, rules: Iterable[Any]) -> list[Window]:
+        """The windows of the rules in the trees ``rules`` that stage creatinine (``aki``, and
+        ``egfr`` of the AKI baseline; :meth:`KidneyTables.creat`), for
+        :meth:`prepare_measurements`."""
+        return [
+            self.aki_window(body, "onset_within" if kind == "aki" else "window")
+            for rule in rules for kind, body in rule_nodes(rule)
+            if kind == "aki" or (kind == "egfr" and body.get("from") == "aki_baseline")
+        ]  # fmt: skip
+
+    def aki_window(self, body: Mapping[str, Any], key: str) -> Window:
+        """The window ``body[key]`` of an aki rule (``onset_within``) or of an eGFR of the AKI
+        baseline (``window``); by default the protocol's ``aki_lookback_days`` (7)."""
+        return parse_window(body.get(key, {"days": self.settings.get("aki_lookback_days", 7)}))
+
     def _presence(self, body: Mapping[str, Any]) -> Presence | None:
         """The :class:`Presence` of a has/count rule; None when it is not one (kinds all
         coded, medications among them, a concept set with codes, a route)."""
@@ -489,19 +504,26 @@ class Compiler:
         return Presence(analytes, parse_window(body.get("window", "ever")))
 
     def prepare_measurements(
-        self, measures: Collection[Measure], presences: Collection[Presence] = ()
+        self,
+        measures: Collection[Measure],
+        presences: Collection[Presence] = (),
+        series: Collection[Window] = (),
     ) -> None:
         """Before the run's rules are compiled: select the results the measurement rules
-        ``measures`` (of every trial) read and the events the presence rules ``presences``
-        count (:meth:`select_measurements`), and mark the latest results that several
+        ``measures`` (of every trial) read, the events the presence rules ``presences``
+        count and the creatinine series staged for windows ``series``
+        (:meth:`select_measurements`), and mark the latest results that several
         different rules compare (three trials' eGFR limits on the creatinine of the same 90
         days) to be picked once (:attr:`RunShared.shared_latest`)."""
-        self.select_measurements(measures, presences)
+        self.select_measurements(measures, presences, series)
         picks = Counter(m.latest_sql() for m in set(measures) if m.agg == "latest")
         self.run.shared_latest.update(q for q, n in picks.items() if n > 1)
 
     def select_measurements(
-        self, measures: Iterable[Measure], presences: Iterable[Presence] = ()
+        self,
+        measures: Iterable[Measure],
+        presences: Iterable[Presence] = (),
+        series: Iterable[Window] = (),
     ) -> None:
         """Select the results that the measurement rules ``measures`` read into table
         :data:`MEASUREMENTS`, in one pass over the events: per analyte, its results with a value
@@ -509,7 +531,10 @@ class Compiler:
         window) to the table: the same rows as from the events. The analytes of the presence
         rules ``presences`` are selected with or without a value (the lab rules' filter
         drops those without); such a rule then reads its events from the table too (the three of
-        the bundled protocols, 1M patients: 1.6 -> 0.3 s, for 0.5 s more in this pass).
+        the bundled protocols, 1M patients: 1.6 -> 0.3 s, for 0.5 s more in this pass). So are
+        the creatinine results that the AKI staging of windows ``series`` reads
+        (:meth:`KidneyTables.series_start`): it reads them from the table (1M patients: the
+        series 3.0 -> 0.3 CPU-s, its window minima 1.3 -> 0.4).
 
         Each rule read its analyte's results itself before: every row group it lies in decoded
         again, ~0.5 s per rule at 1M patients whatever the analyte's size. One pass decodes
@@ -518,13 +543,15 @@ class Compiler:
         a joined table: the decoding cost follows the rows that pass the scan's own filters
         (analytes, value, the widest window of all), and an ``OR`` of the windows was not one of
         them (a third slower)."""
-        presences = list(presences)
+        presences, series = list(presences), list(series)
         counted = sorted({a for p in presences for a in p.analytes})
         starts: dict[str, list[dt.datetime | None]] = {}
-        for analyte, window in [(m.analyte, m.window) for m in measures] + [
-            (a, p.window) for p in presences for a in p.analytes
-        ]:
-            starts.setdefault(analyte, []).append(window.start(self.as_of))
+        for analyte, start in (
+            [(m.analyte, m.window.start(self.as_of)) for m in measures]
+            + [(a, p.window.start(self.as_of)) for p in presences for a in p.analytes]
+            + [("creatinine", self.run.kidney.series_start(w)) for w in series]
+        ):
+            starts.setdefault(analyte, []).append(start)
         if not starts:
             return
         # per analyte the widest window's far edge; None: a rule reads its whole history
@@ -557,6 +584,7 @@ class Compiler:
             f"AND e.start_time <= {self.T}{widest}",
         )
         self.run.presences.update(presences)
+        self.run.kidney.read_series_from(MEASUREMENTS, series)
 
     def evaluate_history(self, requests: Sequence[HistoryRequest]) -> None:
         """Evaluate coded-history requests in one pass over the events: one table with a
@@ -884,7 +912,7 @@ class Compiler:
     def _egfr_baseline(self, body: Mapping[str, Any]) -> Verdicts:
         equation, op, value, rule_text = self._egfr_rule(body)
         baseline = str(body.get("baseline", "kdigo"))
-        w = parse_window(body.get("window", {"days": self.settings.get("aki_lookback_days", 7)}))
+        w = self.aki_window(body, "window")
         stages = self.run.kidney.stages(baseline, w)
         age = age_years_sql("p.birth_date", "s.t")
         egfr = _rounded_egfr(equation, "s.baseline_umol_l", age)
@@ -1095,5 +1123,6 @@ def prepare_run(compilers: Sequence[Compiler], rules: Sequence[Iterable[Any]]) -
     first.prepare_measurements(
         [m for c, rs in pairs for m in c.measurements(rs)],
         [p for c, rs in pairs for p in c.presences(rs)],
+        [w for c, rs in pairs for w in c.series_windows(rs)],
     )
     first.evaluate_history([q for c, rs in pairs for q in c.history_requests(rs)])

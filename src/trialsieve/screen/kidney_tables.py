@@ -13,7 +13,7 @@ after ``as_of`` is seen.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from trialsieve.kidney import aki, urine
@@ -32,13 +32,16 @@ from trialsieve.screen.sql import (
     latest_text,
     latest_text_part,
     lit,
-    parse_window,
 )
 
 if TYPE_CHECKING:
     from trialsieve.screen.compile import Compiler, Verdicts
 
 MIN_48H = "min-48h"
+
+#: how far before a result its staging reads: every baseline and window of kidney.aki looks
+#: back at most 365 days, and a day more covers the frames' whole epoch seconds
+LOOKBACK = dt.timedelta(seconds=aki.W365D_S + aki.DAY_S)
 
 #: the staging columns the aki rule node reads (without the NHS RV2 median at every row, the
 #: costliest window; ``kidney.aki.creatinine_stages_sql`` computes the same values without it;
@@ -56,12 +59,21 @@ _SAMPLE_FRAME_S = {
 }
 
 
-def creatinine_series_sql(join: str, until: str, *, ordered_rid: bool = True) -> str:
+def creatinine_series_sql(
+    join: str,
+    until: str,
+    *,
+    ordered_rid: bool = True,
+    source: str = "events",
+    since: str | None = None,
+) -> str:
     """The ``creat`` relation :func:`trialsieve.kidney.aki.creatinine_stages_sql` stages (with
     ``bounds=True``), from the store's ``events`` (alias ``e``): rid, patient_id, t, scr
     (µmol/L), cmp (the comparator of a bound, else NULL), value_text, source, code of the
-    creatinine results up to SQL instant ``until`` of the patients the ``join`` clause keeps.
-    Screening and the report plots read the same series.
+    creatinine results up to SQL instant ``until`` (and from ``since``, when given) of the
+    patients the ``join`` clause keeps. Screening and the report plots read the same series.
+    ``source``: the relation of events to read (the run's measurement results hold the same
+    rows for the instants they cover).
 
     ``rid`` numbers the results in (patient, time, event id) order; with ``ordered_rid=False``
     it is any unique number, without that sort (a whole-part sort of every creatinine result:
@@ -76,8 +88,9 @@ def creatinine_series_sql(join: str, until: str, *, ordered_rid: bool = True) ->
         f"SELECT {number} AS rid, "
         "e.patient_id, e.start_time AS t, e.value AS scr, "
         f"{comparator_sql('e.value_text')} AS cmp, e.value_text, e.source, "
-        f"e.code_system || '|' || e.code AS code FROM events e {join} "
+        f"e.code_system || '|' || e.code AS code FROM {source} e {join} "
         f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL AND e.start_time <= {until}"
+        + ("" if since is None else f" AND e.start_time >= {since}")
     )
 
 
@@ -92,6 +105,24 @@ class KidneyTables:
         self._made: set[str] = set()
         #: window length (s; None = ever) -> table-name suffix (:meth:`_scope`)
         self._scopes: dict[float | None, str] = {}
+        #: window length -> the relation its creatinine series is read from, when not the
+        #: events (:meth:`read_series_from`)
+        self._sources: dict[float | None, str] = {}
+
+    def series_start(self, w: Window) -> dt.datetime | None:
+        """The earliest creatinine result the stages of the results in window ``w`` read
+        (:data:`LOOKBACK` before the window; None for "ever": the whole history)."""
+        start = w.start(self.as_of)
+        return None if start is None else start - LOOKBACK
+
+    def read_series_from(self, relation: str, windows: Iterable[Window]) -> None:
+        """Read the creatinine series of ``windows`` from ``relation``, which holds every
+        creatinine result with a value from :meth:`series_start` of each of them to as_of,
+        with the columns of ``events`` that :func:`creatinine_series_sql` reads (the run's
+        measurement results: the results decoded once, where the events would be decoded
+        again, every creatinine result of every patient, for the ~3 % with a recent one)."""
+        for w in windows:
+            self._sources[w.span_s] = relation
 
     def _make(self, name: str, sql: str) -> str:
         if name not in self._made:
@@ -110,27 +141,36 @@ class KidneyTables:
             self._scopes[w.span_s] = suffix
         return suffix
 
-    def _with_data_in(self, w: Window, analyte: str, time_col: str) -> str:
+    def _with_data_in(
+        self, w: Window, analyte: str, time_col: str, source: str = "events"
+    ) -> str:
         """A SEMI JOIN clause on events ``e`` keeping the patients with an ``analyte`` value
-        whose ``time_col`` is in window ``w`` (nothing to keep out for "ever")."""
+        whose ``time_col`` is in window ``w`` (nothing to keep out for "ever"), found in the
+        relation ``source``."""
         if w.span_s is None:
             return ""
         return (
-            f"SEMI JOIN (SELECT x.patient_id FROM events x WHERE x.analyte = {lit(analyte)} "
+            f"SEMI JOIN (SELECT x.patient_id FROM {source} x WHERE x.analyte = {lit(analyte)} "
             f"AND x.value IS NOT NULL AND {w.contains(f'x.{time_col}', self.as_of)}) q "
             "ON q.patient_id = e.patient_id "
         )
 
     def creat(self, w: Window) -> str:
         """The creatinine series (:func:`creatinine_series_sql`) of the screened patients with
-        a creatinine result in window ``w``, each patient's whole series up to as_of (the
-        baselines look back a year), stored once per window: a rule over the results in ``w``
-        reads no other patient's, and most of a hospital's patients have no recent creatinine
-        to stage (97 % of the synthetic patients with creatinine, for a 7-day window). Its rid
-        is only the key that joins the stages back to their results."""
-        recent = self._with_data_in(w, "creatinine", "start_time")
+        a creatinine result in window ``w``, from :meth:`series_start` to as_of (what the
+        baselines of the results in ``w`` read), stored once per window: a rule over the
+        results in ``w`` reads no other patient's, and most of a hospital's patients have no
+        recent creatinine to stage (97 % of the synthetic patients with creatinine, for a
+        7-day window). Its rid is only the key that joins the stages back to their results."""
+        source = self._sources.get(w.span_s, "events")
+        recent = self._with_data_in(w, "creatinine", "start_time", source)
+        start = self.series_start(w)
         series = creatinine_series_sql(
-            f"JOIN pop p ON p.patient_id = e.patient_id {recent}", self.T, ordered_rid=False
+            f"JOIN pop p ON p.patient_id = e.patient_id {recent}",
+            self.T,
+            ordered_rid=False,
+            source=source,
+            since=None if start is None else lit(start),
         )
         return self._make(f"__creat{self._scope(w)}", series)
 
@@ -186,8 +226,7 @@ class KidneyTables:
     # -- the aki rule node ----------------------------------------------------------------
     def aki_node(self, comp: Compiler, body: Mapping[str, Any]) -> Verdicts:
         """Compile ``aki: {condition, onset_within, baseline}`` (docs/PROTOCOLS.md)."""
-        lookback = comp.settings.get("aki_lookback_days", 7)
-        w = parse_window(body.get("onset_within", {"days": lookback}))
+        w = comp.aki_window(body, "onset_within")
         baseline = str(body.get("baseline", "kdigo"))
         hits = self._condition(body["condition"], baseline, w)
         in_w = w.contains("h.t", comp.as_of)

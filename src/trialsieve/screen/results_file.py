@@ -70,6 +70,14 @@ def criteria_metadata(
     }  # fmt: skip
 
 
+#: the columns with few distinct values, dictionary-encoded; the others (patient ids, verdict
+#: strings, evidence values, sources and times) are only compressed: their dictionaries cost
+#: more than they saved (1M patients: a block of 125k patients' items 0.65 -> 0.57 CPU-s and
+#: 16.8 -> 15.9 MiB)
+DICTIONARY_COLUMNS = ("trial_id", "status", "i", "reason") + tuple(
+    f"evidence.list.element.{f}" for f in ("code", "unit", "note")
+)
+
 #: the columns of a record row and of an item row (each NULL in the other kind)
 RECORD_COLUMNS = ("patient_id", "trial_id", "status", "verdicts")
 ITEM_COLUMNS = ("patient_id", "trial_id", "i", "reason", "evidence")
@@ -114,7 +122,11 @@ class ResultsWriter:
         # statistics on patient_id and i only: the lookups read them (i tells a row group of
         # items from one of records), nothing reads the others
         self._file = pq.ParquetWriter(
-            self.out, self.schema, compression="zstd", write_statistics=["patient_id", "i"]
+            self.out,
+            self.schema,
+            compression="zstd",
+            use_dictionary=list(DICTIONARY_COLUMNS),
+            write_statistics=["patient_id", "i"],
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[None] | None = None
