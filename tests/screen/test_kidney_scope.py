@@ -6,12 +6,16 @@ reasons and evidence are those of staging everyone."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from storekit import AS_OF, crit, lab, oliguria, person, protocol
 
+from trialsieve.screen.backend import DuckDBBackend
+from trialsieve.screen.compile import Compiler
 from trialsieve.screen.engine import screen_store
 
 MakeStore = Callable[[list[dict], list[dict]], Path]
@@ -87,3 +91,47 @@ def test_windows_that_round_alike_get_tables_of_their_own() -> None:
     names = [kt._scope(w) for w in (week, near, ever, week, near)]
     assert names[:3] == ["_604800s", "_604800s_1", "_ever"]
     assert names[3:] == names[:2]  # the same window, the same tables
+
+
+def test_the_series_is_read_with_the_measurements_a_year_and_a_day_back(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AKI staging of a window reads its creatinine series from the run's measurement
+    results, which the pass selects from a year and a day before the window for it (another
+    rule reads only the last 90 days of creatinine): a baseline 360 days before the rise is
+    read, and the records equal those of the series read from the events."""
+    born = dt.date(1960, 1, 1)
+    patients = [person(p, born) for p in ("year", "months")]
+    events = _rise("year", 366, 6) + _rise("months", 120, 2)
+    rules = {
+        "exc-aki": {"aki": {"condition": {"kdigo_stage": {"min": 1}}}},
+        "inc-egfr": {"egfr": {"op": ">=", "value": 10, "window": {"days": 90}}},
+    }
+    store = make_store(patients, events)
+    proto = protocol([crit(c, r) for c, r in rules.items()])
+    statements: list[str] = []
+    create = DuckDBBackend.create
+
+    def logged(self: DuckDBBackend, name: str, select_sql: str) -> None:
+        statements.append(select_sql)
+        create(self, name, select_sql)
+
+    monkeypatch.setattr(DuckDBBackend, "create", logged)
+
+    def screened() -> tuple[list[dict[str, Any]], int]:
+        statements.clear()
+        records = screen_store(store, [proto], AS_OF).records
+        reads = sum(bool(re.search(r"\bevents\b", s)) and "'creatinine'" in s for s in statements)
+        return records, reads
+
+    records, reads = screened()
+    assert reads == 1  # the measurements pass alone
+    got = {r["patient_id"]: {c["id"]: c for c in r["criteria"]} for r in records}
+    for pid in ("year", "months"):
+        aki = got[pid]["exc-aki"]
+        assert aki["verdict"] == "met" and "median-8-365d" in aki["reason"], aki
+        assert "baseline 50.00 umol/L" in aki["evidence"][0]["note"]
+    monkeypatch.setattr(Compiler, "series_windows", lambda self, rules: [])
+    from_events, reads = screened()
+    assert reads == 2
+    assert from_events == records

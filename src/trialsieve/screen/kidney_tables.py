@@ -141,9 +141,7 @@ class KidneyTables:
             self._scopes[w.span_s] = suffix
         return suffix
 
-    def _with_data_in(
-        self, w: Window, analyte: str, time_col: str, source: str = "events"
-    ) -> str:
+    def _with_data_in(self, w: Window, analyte: str, time_col: str, source: str = "events") -> str:
         """A SEMI JOIN clause on events ``e`` keeping the patients with an ``analyte`` value
         whose ``time_col`` is in window ``w`` (nothing to keep out for "ever"), found in the
         relation ``source``."""
