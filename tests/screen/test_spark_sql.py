@@ -21,3 +21,15 @@ def test_median_and_lists() -> None:
     sql = to_spark_sql("SELECT median(v) OVER (PARTITION BY p) AS m, list_slice(l, 2, 4) FROM t")
     assert "PERCENTILE(v, 0.5) OVER (PARTITION BY p)" in sql
     assert "SLICE(l, 2, 4 - 2 + 1)" in sql
+
+
+def test_the_greatest_n_become_a_sorted_sliced_list() -> None:
+    """DuckDB's ``max(x, n)`` (``sql.ev_list``) is a list of the n greatest, greatest first;
+    Spark has no such aggregate: the sorted list of every value, sliced (a FILTER stays on the
+    values collected). A plain ``max`` stays one."""
+    sql = to_spark_sql(
+        "SELECT max(s, 3) FILTER (WHERE ok) AS a, max(s, 10) AS b, max(v) AS c FROM t GROUP BY p"
+    )
+    assert "SLICE(SORT_ARRAY(COLLECT_LIST(s) FILTER(WHERE ok), FALSE), 1, 3) AS a" in sql
+    assert "SLICE(SORT_ARRAY(COLLECT_LIST(s), FALSE), 1, 10) AS b" in sql
+    assert "MAX(v) AS c" in sql

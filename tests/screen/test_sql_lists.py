@@ -1,6 +1,6 @@
-"""Evidence lists and per-group aggregates of ``screen.sql``: the sorted-list form gives what
-``list(... ORDER BY ...)`` gives, and groups of one row what grouping gives. Spark gives the same
-lists (``test_spark_parity.py``)."""
+"""Evidence lists and per-group aggregates of ``screen.sql``: the top-n form gives the first n
+items of what ``list(... ORDER BY ...)`` gives, and groups of one row what grouping gives.
+Spark gives the same lists (``test_spark_parity.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from trialsieve.screen.sql import (
+    MAX_EVIDENCE,
     count_agg,
     ev_list,
     evidence_agg,
@@ -45,16 +46,18 @@ def _by_group(con: duckdb.DuckDBPyConnection, sql: str) -> dict[int, object]:
 
 
 @pytest.mark.parametrize("where", [None, "pass", "NOT pass"])
+@pytest.mark.parametrize("limit", [MAX_EVIDENCE, 1000])
 def test_ev_list_is_the_list_ordered_by_time_then_its_fields_nulls_last(
-    con: duckdb.DuckDBPyConnection, where: str | None
+    con: duckdb.DuckDBPyConnection, where: str | None, limit: int
 ) -> None:
     filt = f" FILTER (WHERE {where})" if where else ""
-    want = _by_group(
-        con,
-        f"SELECT g, list(ev ORDER BY t DESC NULLS LAST, {tie_order('ev')}){filt} FROM r GROUP BY g",
-    )
-    got = _by_group(con, f"SELECT g, {ev_list('ev', 't', where)} FROM r GROUP BY g")
+    ordered = f"list(ev ORDER BY t DESC NULLS LAST, {tie_order('ev')}){filt}"
+    want = _by_group(con, f"SELECT g, list_slice({ordered}, 1, {limit}) FROM r GROUP BY g")
+    got = _by_group(con, f"SELECT g, {ev_list('ev', 't', where, limit)} FROM r GROUP BY g")
     assert got == want
+    # groups longer than the limit are cut to it
+    longest = max(len(x) for x in want.values() if x is not None)
+    assert longest == limit if limit == MAX_EVIDENCE else longest > MAX_EVIDENCE
     # the data has what the order must get right: NULL and non-NULL fields at one instant
     assert any(x is None for x in want.values()) == (where is not None)
     some = [x for x in want.values() if x is not None and len(x) > 5]
@@ -64,7 +67,7 @@ def test_ev_list_is_the_list_ordered_by_time_then_its_fields_nulls_last(
 def test_groups_of_one_row_get_what_grouping_gives(con: duckdb.DuckDBPyConnection) -> None:
     aggs = (
         count_agg("n"),
-        evidence_agg("evs", "ev", "t", limit=3),
+        evidence_agg("evs", "ev", "t"),
         latest_text_agg("last", "t", "what"),
     )
     grouped = ", ".join(f"{a.many} AS {a.name}" for a in aggs)

@@ -427,6 +427,9 @@ def to_spark_sql(sql: str) -> str:
     - ``median`` is refused over a window frame; ``percentile(x, 0.5)`` is the same exact median
       (mean of the two middle values for an even count) and is allowed there.
     - ``list_slice(l, a, b)`` -> ``slice(l, a, b - a + 1)``.
+    - ``max(x, n)`` (the ``n`` greatest, a list, greatest first; ``sql.ev_list``) ->
+      ``slice(sort_array(collect_list(x), false), 1, n)``, its ``FILTER`` on the
+      ``collect_list``.
     - ``row_number() OVER ()`` (any unique row number: Spark refuses a row number without an
       order) -> ``monotonically_increasing_id()``, unique too, in a table stored once.
     """
@@ -441,6 +444,10 @@ def to_spark_sql(sql: str) -> str:
             and not node.args.get("order")
         ):
             return exp.Anonymous(this="MONOTONICALLY_INCREASING_ID", expressions=[])
+        if isinstance(node, exp.Filter) and _top_n(node.this):
+            return _top_n_list(node.this, node.expression)
+        if _top_n(node):
+            return _top_n_list(node, None)
         if isinstance(node, exp.Median):
             return exp.Anonymous(
                 this="PERCENTILE", expressions=[node.this, exp.Literal.number(0.5)]
@@ -455,6 +462,18 @@ def to_spark_sql(sql: str) -> str:
             )
             return exp.Anonymous(this="SLICE", expressions=[lst, start, length])
         return node
+
+    def _top_n(node: exp.Expression) -> bool:
+        return isinstance(node, exp.Max) and node.args.get("count") is not None
+
+    def _top_n_list(node: exp.Expression, where: exp.Expression | None) -> exp.Expression:
+        items: exp.Expression = exp.Anonymous(this="COLLECT_LIST", expressions=[node.this])
+        if where is not None:
+            items = exp.Filter(this=items, expression=where)
+        ordered = exp.Anonymous(this="SORT_ARRAY", expressions=[items, exp.false()])
+        return exp.Anonymous(
+            this="SLICE", expressions=[ordered, exp.Literal.number(1), node.args["count"]]
+        )
 
     # two passes: a replaced node's subtree is not revisited within one pass
     tree = sqlglot.parse_one(sql, read="duckdb").transform(rewrite).transform(rewrite_lists)

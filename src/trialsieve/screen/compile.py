@@ -66,9 +66,6 @@ from trialsieve.sqltext import escape
 #: ">= 20"), and last-bit differences of POWER between engines cannot flip a verdict
 EGFR_DECIMALS = 2
 
-#: evidence items kept per node (most recent first)
-MAX_EVIDENCE = 10
-
 DEFAULT_HAS_KINDS = ("condition", "procedure", "medication", "observation")
 
 #: kinds whose concept-set rules are matched on the run's distinct codes (:meth:`Compiler.coded`):
@@ -97,7 +94,7 @@ _HISTORY_ROW = (
 )
 _HISTORY_AGGS = (
     count_agg("n"),
-    evidence_agg("evs", "ev1", "start_time", limit=MAX_EVIDENCE),
+    evidence_agg("evs", "ev1", "start_time"),
     latest_text_agg("last", "start_time", "what"),
 )
 #: a medication's exposure end: a point event (no end, or end == start) counts one day
@@ -711,8 +708,8 @@ class Compiler:
             isl AS (SELECT patient_id, grp, min(s) AS s, max(t) AS t FROM g GROUP BY ALL),
             tot AS (SELECT patient_id, sum(GREATEST(epoch(t) - epoch(s), 0)) / 86400.0 AS days
                     FROM isl GROUP BY patient_id),
-            evs AS (SELECT patient_id, list_slice({ev_list("ev1", "start_time")}, 1,
-                    {MAX_EVIDENCE}) AS evs FROM iv GROUP BY patient_id)
+            evs AS (SELECT patient_id, {ev_list("ev1", "start_time")} AS evs
+                    FROM iv GROUP BY patient_id)
             SELECT tot.patient_id, tot.days, evs.evs FROM tot JOIN evs USING (patient_id)"""
         reason = (
             f"{fmt_num('a.days')} || ' day(s) of {escape(label)} {w.label} "
@@ -808,7 +805,6 @@ class Compiler:
                 f"ELSE 'all ' || CAST(a.n AS VARCHAR) || ' values meet {escape(rule_text)}' END"
             )
             ev = "CASE WHEN a.n_false > 0 THEN a.ev_false ELSE a.ev_all END"
-        ev = f"list_slice({ev}, 1, {MAX_EVIDENCE})"
         return self._finish(sql, v, reason, ev, UNKNOWN, missing)
 
     def _measure(self, kind: str, body: Mapping[str, Any]) -> Measure | None:

@@ -249,7 +249,7 @@ class KidneyTables:
             agg,
             f"CASE WHEN a.why IS NOT NULL THEN {MET} ELSE {NOT_MET} END",
             f"COALESCE(a.why, 'no AKI criterion met {w.label}')",
-            f"COALESCE(list_slice(a.evs, 1, 10), {EMPTY_EV})",
+            f"COALESCE(a.evs, {EMPTY_EV})",
             UNKNOWN,
             f"no creatinine or urine output {w.label} before screening",
         )
