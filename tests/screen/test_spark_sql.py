@@ -4,6 +4,7 @@ tests (``test_spark_parity.py``) run the rewritten statements on Spark itself.""
 from __future__ import annotations
 
 from trialsieve.screen.backend import to_spark_sql
+from trialsieve.screen.sql import iso_z
 
 
 def test_a_row_number_without_order_becomes_a_unique_id() -> None:
@@ -33,3 +34,11 @@ def test_the_greatest_n_become_a_sorted_sliced_list() -> None:
     assert "SLICE(SORT_ARRAY(COLLECT_LIST(s) FILTER(WHERE ok), FALSE), 1, 3) AS a" in sql
     assert "SLICE(SORT_ARRAY(COLLECT_LIST(s), FALSE), 1, 10) AS b" in sql
     assert "MAX(v) AS c" in sql
+
+
+def test_iso_times_become_a_date_and_a_time_joined() -> None:
+    """``sql.iso_z`` is one DuckDB ``strftime`` with the letters T and Z in its pattern; Spark's
+    patterns reserve them, so it gets the date and the time formatted apart and joined."""
+    sql = to_spark_sql(f"SELECT {iso_z('t')} AS a, strftime(t, '%Y-%m-%d') AS b FROM x")
+    assert "CONCAT(DATE_FORMAT(t, 'yyyy-MM-dd'), 'T', DATE_FORMAT(t, 'HH:mm:ss'), 'Z') AS a" in sql
+    assert "DATE_FORMAT(t, 'yyyy-MM-dd') AS b" in sql

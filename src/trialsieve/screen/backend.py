@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
-from trialsieve.screen.sql import lit
+from trialsieve.screen.sql import ISO_Z, lit
 from trialsieve.store.reader import event_files, in_screening_order, open_store
 
 
@@ -427,6 +427,8 @@ def to_spark_sql(sql: str) -> str:
     - ``median`` is refused over a window frame; ``percentile(x, 0.5)`` is the same exact median
       (mean of the two middle values for an even count) and is allowed there.
     - ``list_slice(l, a, b)`` -> ``slice(l, a, b - a + 1)``.
+    - ``strftime(t, sql.ISO_Z)`` -> the date, ``T``, the time and ``Z`` joined (Spark's
+      patterns reserve the letters T and Z).
     - ``max(x, n)`` (the ``n`` greatest, a list, greatest first; ``sql.ev_list``) ->
       ``slice(sort_array(collect_list(x), false), 1, n)``, its ``FILTER`` on the
       ``collect_list``.
@@ -448,6 +450,14 @@ def to_spark_sql(sql: str) -> str:
             return _top_n_list(node.this, node.expression)
         if _top_n(node):
             return _top_n_list(node, None)
+        if isinstance(node, exp.TimeToStr) and node.args["format"].name == ISO_Z:
+            date, clock = (
+                exp.TimeToStr(this=node.this.copy(), format=exp.Literal.string(f))
+                for f in ("%Y-%m-%d", "%H:%M:%S")
+            )
+            return exp.Concat(
+                expressions=[date, exp.Literal.string("T"), clock, exp.Literal.string("Z")]
+            )
         if isinstance(node, exp.Median):
             return exp.Anonymous(
                 this="PERCENTILE", expressions=[node.this, exp.Literal.number(0.5)]

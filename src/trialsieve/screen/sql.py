@@ -94,9 +94,15 @@ def evidence_struct(
     )
 
 
+#: the strftime pattern of :func:`iso_z`
+ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def iso_z(ts: str) -> str:
-    """SQL: a UTC timestamp as ISO-8601 text with a Z (portable: no literal letters in patterns)."""
-    return f"strftime({ts}, '%Y-%m-%d') || 'T' || strftime({ts}, '%H:%M:%S') || 'Z'"
+    """SQL: a UTC timestamp as ISO-8601 text with a Z, one ``strftime`` (two, joined, cost twice
+    as much: 1M patients, ~15M evidence times). Spark's patterns reserve the letters T and Z:
+    ``backend.to_spark_sql`` writes it there as a date and a time joined."""
+    return f"strftime({ts}, '{ISO_Z}')"
 
 
 def event_evidence(alias: str = "e", note: str = "NULL") -> str:
