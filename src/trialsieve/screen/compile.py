@@ -548,7 +548,7 @@ class Compiler:
         the bundled protocols, 1M patients: 1.6 -> 0.3 s, for 0.5 s more in this pass). So are
         the creatinine results that the AKI staging of windows ``series`` reads
         (:meth:`KidneyTables.series_start`): it reads them from the table (1M patients: the
-        series 3.0 -> 0.3 CPU-s, its window minima 1.3 -> 0.4).
+        series 3.0 -> 0.4 CPU-s, its window minima 1.3 -> under 0.3).
 
         Each rule read its analyte's results itself before: every row group it lies in decoded
         again, ~0.5 s per rule at 1M patients whatever the analyte's size. One pass decodes
