@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from statements import Created
 from storekit import build_store
 
 from trialsieve.demo.cohort import build_demo_store
@@ -34,3 +35,17 @@ def demo_backend(tmp_path: Path) -> DuckDBBackend:
     backend.load_events(ALL_PATIENTS)
     backend.create("pop", "SELECT patient_id, birth_date, sex, source FROM patients")
     return backend
+
+
+@pytest.fixture
+def created(monkeypatch: pytest.MonkeyPatch) -> Created:
+    """Logs the tables ``DuckDBBackend.create`` makes (clear it before the run to count)."""
+    statements = Created()
+    create = DuckDBBackend.create
+
+    def logged(self: DuckDBBackend, name: str, select_sql: str) -> None:
+        statements.append(select_sql)
+        create(self, name, select_sql)
+
+    monkeypatch.setattr(DuckDBBackend, "create", logged)
+    return statements

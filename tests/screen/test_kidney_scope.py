@@ -6,15 +6,14 @@ reasons and evidence are those of staging everyone."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from statements import Created
 from storekit import AS_OF, crit, lab, oliguria, person, protocol
 
-from trialsieve.screen.backend import DuckDBBackend
 from trialsieve.screen.compile import Compiler
 from trialsieve.screen.engine import screen_store
 
@@ -94,7 +93,7 @@ def test_windows_that_round_alike_get_tables_of_their_own() -> None:
 
 
 def test_the_series_is_read_with_the_measurements_a_year_and_a_day_back(
-    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, created: Created
 ) -> None:
     """The AKI staging of a window reads its creatinine series from the run's measurement
     results, which the pass selects from a year and a day before the window for it (another
@@ -109,20 +108,11 @@ def test_the_series_is_read_with_the_measurements_a_year_and_a_day_back(
     }
     store = make_store(patients, events)
     proto = protocol([crit(c, r) for c, r in rules.items()])
-    statements: list[str] = []
-    create = DuckDBBackend.create
-
-    def logged(self: DuckDBBackend, name: str, select_sql: str) -> None:
-        statements.append(select_sql)
-        create(self, name, select_sql)
-
-    monkeypatch.setattr(DuckDBBackend, "create", logged)
 
     def screened() -> tuple[list[dict[str, Any]], int]:
-        statements.clear()
+        created.clear()
         records = screen_store(store, [proto], AS_OF).records
-        reads = sum(bool(re.search(r"\bevents\b", s)) and "'creatinine'" in s for s in statements)
-        return records, reads
+        return records, created.event_reads("creatinine")
 
     records, reads = screened()
     assert reads == 1  # the measurements pass alone

@@ -7,12 +7,12 @@ events from it too."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from statements import Created
 from storekit import AS_OF, crit, ev, lab, person, protocol
 
 from trialsieve.demo.cohort import DEMO_AS_OF, build_demo_store
@@ -140,27 +140,19 @@ def test_presence_counts_results_without_a_value(make_store: Callable[..., Path]
 
 
 def test_presence_rules_do_not_read_the_events_again(
-    make_store: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+    make_store: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, created: Created
 ) -> None:
     """A has rule of an analyte reads its events from the measurements table: the events of
     its analyte are read once, by the pass that fills the table (twice when the rule reads
     them itself)."""
     store = make_store([person("p", BORN)], [lab("p", "hbv_dna", 25.0, "IU/mL")])
     proto = protocol([crit("exc-1", HBV_HAS), crit("exc-2", HBV_LAB)])
-    statements: list[str] = []
-    create = DuckDBBackend.create
-
-    def logged(self: DuckDBBackend, name: str, select_sql: str) -> None:
-        statements.append(select_sql)
-        create(self, name, select_sql)
-
-    monkeypatch.setattr(DuckDBBackend, "create", logged)
 
     def event_reads() -> int:
-        statements.clear()
+        created.clear()
         records = screen_store(store, [proto], AS_OF).records
         assert [c["verdict"] for c in records[0]["criteria"]] == ["met", "met"]
-        return sum(bool(re.search(r"\bevents\b", s)) and "'hbv_dna'" in s for s in statements)
+        return created.event_reads("hbv_dna")
 
     assert event_reads() == 1
     monkeypatch.setattr(Compiler, "presences", lambda self, rules: [])
