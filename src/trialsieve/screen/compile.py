@@ -97,6 +97,9 @@ _HISTORY_AGGS = (
     evidence_agg("evs", "ev1", "start_time"),
     latest_text_agg("last", "start_time", "what"),
 )
+#: the key of the window of a rule node that stages creatinine: an aki rule's onset, an eGFR's
+#: of the AKI baseline (``from: aki_baseline``)
+_AKI_WINDOW_KEYS = {"aki": "onset_within", "egfr": "window"}
 #: a medication's exposure end: a point event (no end, or end == start) counts one day
 _EXPOSURE_END = (
     "CASE WHEN e.end_time IS NULL OR e.end_time <= e.start_time "
@@ -494,15 +497,16 @@ class Compiler:
         ``egfr`` of the AKI baseline; :meth:`KidneyTables.creat`), for
         :meth:`prepare_measurements`."""
         return [
-            self.aki_window(body, "onset_within" if kind == "aki" else "window")
+            self.aki_window(kind, body)
             for rule in rules for kind, body in rule_nodes(rule)
             if kind == "aki" or (kind == "egfr" and body.get("from") == "aki_baseline")
         ]  # fmt: skip
 
-    def aki_window(self, body: Mapping[str, Any], key: str) -> Window:
-        """The window ``body[key]`` of an aki rule (``onset_within``) or of an eGFR of the AKI
-        baseline (``window``); by default the protocol's ``aki_lookback_days`` (7)."""
-        return parse_window(body.get(key, {"days": self.settings.get("aki_lookback_days", 7)}))
+    def aki_window(self, kind: str, body: Mapping[str, Any]) -> Window:
+        """The window of a rule node ``kind`` that stages creatinine (:data:`_AKI_WINDOW_KEYS`);
+        by default the protocol's ``aki_lookback_days`` (7)."""
+        default = {"days": self.settings.get("aki_lookback_days", 7)}
+        return parse_window(body.get(_AKI_WINDOW_KEYS[kind], default))
 
     def _presence(self, body: Mapping[str, Any]) -> Presence | None:
         """The :class:`Presence` of a has/count rule; None when it is not one (kinds all
@@ -932,7 +936,7 @@ class Compiler:
     def _egfr_baseline(self, body: Mapping[str, Any]) -> Verdicts:
         equation, op, value, rule_text = self._egfr_rule(body)
         baseline = str(body.get("baseline", "kdigo"))
-        w = self.aki_window(body, "window")
+        w = self.aki_window("egfr", body)
         stages = self.run.kidney.stages(baseline, w)
         age = age_years_sql("p.birth_date", "s.t")
         egfr = _rounded_egfr(equation, "s.baseline_umol_l", age)

@@ -224,7 +224,7 @@ class KidneyTables:
     # -- the aki rule node ----------------------------------------------------------------
     def aki_node(self, comp: Compiler, body: Mapping[str, Any]) -> Verdicts:
         """Compile ``aki: {condition, onset_within, baseline}`` (docs/PROTOCOLS.md)."""
-        w = comp.aki_window(body, "onset_within")
+        w = comp.aki_window("aki", body)
         baseline = str(body.get("baseline", "kdigo"))
         hits = self._condition(body["condition"], baseline, w)
         in_w = w.contains("h.t", comp.as_of)
