@@ -68,8 +68,9 @@ EGFR_DECIMALS = 2
 
 DEFAULT_HAS_KINDS = ("condition", "procedure", "medication", "observation")
 
-#: kinds whose concept-set rules are matched on the run's distinct codes (:meth:`Compiler.coded`):
-#: few distinct codes, many rows; measurements (lab, vital, output) keep the per-row predicate
+#: kinds whose concept-set rules are matched on the run's distinct codes
+#: (:meth:`Compiler._accepted_codes`): few distinct codes, many rows; measurements (lab, vital,
+#: output) keep the per-row predicate
 CODED_KINDS = ("condition", "procedure", "medication", "observation", "encounter")
 
 #: the run's measurement results (:meth:`Compiler.select_measurements`): every lab and eGFR rule
@@ -369,25 +370,14 @@ class Compiler:
             return concept_predicate(spec, "e"), str(spec.get("description", "listed codes"))
         raise RuleError(f"bad concepts {spec!r}")
 
-    def coded(self, pred: str, kinds: Sequence[str]) -> str:
-        """SQL ``FROM events e ... WHERE`` selecting the events of ``kinds`` that concept
-        predicate ``pred`` (over alias ``e``) accepts; a caller appends ``AND <conditions>``.
-
-        The predicate (often dozens of LIKEs) depends only on kind, code system, code and
-        analyte, so for :data:`CODED_KINDS` it is evaluated once per distinct code of the run
-        (one shared table) and the events are semi-joined to the codes it accepts: the same
-        rows, without evaluating it on every event.
-        """
-        if not set(kinds) <= set(CODED_KINDS):
-            return f"FROM {events_of(kinds)} e WHERE {pred}"
-        return (
-            f"FROM {events_of(kinds)} e SEMI JOIN ({self._accepted_codes(pred, kinds)}) m "
-            f"ON {_CODE_KEYS} WHERE TRUE"
-        )
-
     def _accepted_codes(self, pred: str, kinds: Sequence[str]) -> str:
         """SELECT of the run's distinct coded (kind, system, code, analyte) of ``kinds`` that
-        concept predicate ``pred`` accepts (the distinct codes: one shared table)."""
+        concept predicate ``pred`` accepts (the distinct codes: one shared table).
+
+        The predicate (often dozens of LIKEs) depends only on kind, code system, code and
+        analyte, so it is evaluated once per distinct code of the run, and the events are
+        joined to the codes it accepts (:data:`_CODE_KEYS`, :meth:`evaluate_history`): the same
+        rows, without evaluating it on every event."""
         codes = self.table(
             f"SELECT DISTINCT kind, code_system, code, analyte FROM {events_of(CODED_KINDS)}"
         )
@@ -667,9 +657,9 @@ class Compiler:
     def _uncoded_events(self, body: Mapping[str, Any], req: HistoryRequest) -> str:
         """SQL ``FROM ... WHERE`` of the events a has/count rule over kinds not all coded
         counts: a presence rule's from :data:`MEASUREMENTS` when the run selected them there
-        (:attr:`RunShared.presences`), else from the events (:meth:`coded`)."""
+        (:attr:`RunShared.presences`), else from the events (the predicate on each)."""
         if self._presence(body) not in self.run.presences:
-            return self.coded(req.pred, req.kinds)
+            return f"FROM {events_of(req.kinds)} e WHERE {req.pred}"
         kinds = ", ".join(lit(k) for k in req.kinds)
         return f"FROM {MEASUREMENTS} e WHERE e.kind IN ({kinds}) AND {req.pred}"
 
