@@ -9,6 +9,7 @@ from trialsieve.demo.cohort import DEMO_AS_OF
 from trialsieve.protocols.loader import load_bundled
 from trialsieve.screen.backend import DuckDBBackend
 from trialsieve.screen.compile import (
+    _EXPOSURE_END,
     _HISTORY_AGGS,
     _HISTORY_ROW,
     Compiler,
@@ -27,7 +28,7 @@ def test_one_pass_equals_each_rule_alone(demo_backend: DuckDBBackend) -> None:
         comp = Compiler(backend, DEMO_AS_OF, proto.concept_sets, None, run)
         requests += comp.history_requests(r for c in proto.criteria for r in criterion_rules(c))
     assert len({r.key for r in requests}) >= 40  # the bundled protocols' has/count rules
-    exposures = [r for r in requests if "e.end_time IS NULL" in r.cond]
+    exposures = [r for r in requests if _EXPOSURE_END in r.cond]
     assert len(exposures) == 2  # the two exposure_days rules (glucocorticoids and others)
     comp.evaluate_history(requests)
     tables = {(h.groups, h.rows) for h in history.values()}
