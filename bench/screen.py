@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import time
@@ -66,6 +67,8 @@ def measure(cmd: list[str]) -> tuple[float, float]:
 
 def store_for(n: int, seed: int) -> Path:
     store = WORK / f"synth-{n}-s{seed}"
+    if (store / "patients.parquet").exists() and not (store / "events" / "synth.parquet").exists():
+        shutil.rmtree(store)  # the synth's layout before 2026-11-30 (a file per chunk)
     if not (store / "patients.parquet").exists():
         t = time.perf_counter()
         subprocess.run(

@@ -29,7 +29,12 @@ from trialsieve.kidney.creatinine import UMOL_PER_MGDL
 from trialsieve.kidney.egfr import egfr
 from trialsieve.store import open_store
 from trialsieve.store.reader import in_screening_order
-from trialsieve.store.schema import EVENTS_ORDER, EVENTS_SCHEMA, PATIENTS_SCHEMA
+from trialsieve.store.schema import (
+    EVENTS_ORDER,
+    EVENTS_ROW_GROUP,
+    EVENTS_SCHEMA,
+    PATIENTS_SCHEMA,
+)
 from trialsieve.synth.generator import SynthConfig, chunks
 from trialsieve.synth.trajectories import aki_factor, creatinine_for_egfr, cystatin_for_egfr
 from trialsieve.synth.writers import write_fhir, write_pyaki, write_store
@@ -49,6 +54,18 @@ def _events(store: Path) -> pa.Table:
     con = duckdb.connect()
     open_store(store, con)
     return con.sql("SELECT * FROM events ORDER BY event_id").to_arrow_table()
+
+
+def _assert_in_store_layout(store: Path) -> None:
+    """One events file, in the store's order as the store writer writes it (nulls last), saying
+    so, in row groups of the store's size."""
+    (part,) = (store / "events").glob("*.parquet")
+    ordered = duckdb.sql(f"SELECT {', '.join(EVENTS_ORDER)} FROM read_parquet('{part}')").fetchall()
+    assert ordered == sorted(ordered, key=lambda r: tuple((x is None, x or "") for x in r))
+    assert in_screening_order(store)
+    md = pq.ParquetFile(part).metadata
+    sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+    assert sizes[:-1] == [EVENTS_ROW_GROUP] * (len(sizes) - 1) and 0 < sizes[-1] <= EVENTS_ROW_GROUP
 
 
 def _patients(store: Path) -> pa.Table:
@@ -89,11 +106,12 @@ def test_same_seed_gives_byte_identical_parquet(tmp_path: Path) -> None:
     write_store(cfg, a)
     write_store(cfg, b)
     write_store(SynthConfig(patients=1200, seed=12, chunk_size=1000), c)
-    for rel in ("patients.parquet", "events/synth-00000.parquet", "events/synth-00001.parquet"):
+    for rel in ("patients.parquet", "events/synth.parquet"):
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    assert (a / "events/synth-00000.parquet").read_bytes() != (
-        c / "events/synth-00000.parquet"
-    ).read_bytes()
+    assert (a / "events/synth.parquet").read_bytes() != (c / "events/synth.parquet").read_bytes()
+    assert sorted(p.name for p in a.iterdir()) == [
+        "events", "manifest.json", "patients.parquet", "rejects.jsonl"
+    ]  # fmt: skip
     assert not _events(a).equals(_events(c))
 
 
@@ -101,18 +119,17 @@ def test_chunk_size_does_not_change_the_population(tmp_path: Path) -> None:
     small, big = tmp_path / "small", tmp_path / "big"
     write_store(SynthConfig(patients=2500, seed=5, chunk_size=1000), small)
     write_store(SynthConfig(patients=2500, seed=5, chunk_size=3000), big)
-    assert len(list((small / "events").glob("*.parquet"))) == 3
-    assert len(list((big / "events").glob("*.parquet"))) == 1
+    _assert_in_store_layout(small)  # three chunks merged
     assert _events(small).equals(_events(big))
     assert _patients(small).equals(_patients(big))
 
 
-def test_parallel_jobs_write_the_same_parts(tmp_path: Path) -> None:
+def test_parallel_jobs_write_the_same_events(tmp_path: Path) -> None:
     cfg = SynthConfig(patients=2100, seed=21, chunk_size=1000)
     write_store(cfg, tmp_path / "one")
     write_store(cfg, tmp_path / "two", jobs=2)
-    for part in sorted((tmp_path / "one" / "events").glob("*.parquet")):
-        assert part.read_bytes() == (tmp_path / "two" / "events" / part.name).read_bytes()
+    events = "events/synth.parquet"
+    assert (tmp_path / "one" / events).read_bytes() == (tmp_path / "two" / events).read_bytes()
     assert _patients(tmp_path / "one").equals(_patients(tmp_path / "two"))
     m1 = json.loads((tmp_path / "one" / "manifest.json").read_text())["datasets"]["synth"]
     m2 = json.loads((tmp_path / "two" / "manifest.json").read_text())["datasets"]["synth"]
@@ -133,7 +150,7 @@ def test_first_n_patients_do_not_depend_on_population_size() -> None:
 # -- schema and content --------------------------------------------------------------------------
 def test_store_schema_manifest_and_conventions(store2000: Path) -> None:
     parts = sorted((store2000 / "events").glob("*.parquet"))
-    assert [p.name for p in parts] == ["synth-00000.parquet"]
+    assert [p.name for p in parts] == ["synth.parquet"]
     assert pq.read_schema(parts[0]).equals(EVENTS_SCHEMA)
     assert pq.read_schema(store2000 / "patients.parquet").equals(PATIENTS_SCHEMA)
     events = _events(store2000)
@@ -165,12 +182,7 @@ def test_store_schema_manifest_and_conventions(store2000: Path) -> None:
     ).fetchall():
         low, high = ANALYTES[analyte].plausible
         assert low <= lo and hi <= high, analyte
-    # in the store's layout, as the store writer writes it (nulls last), and saying so
-    ordered = con.sql(
-        f"SELECT {', '.join(EVENTS_ORDER)} FROM read_parquet('{parts[0]}')"
-    ).fetchall()
-    assert ordered == sorted(ordered, key=lambda r: tuple((x is None, x or "") for x in r))
-    assert in_screening_order(store2000)
+    _assert_in_store_layout(store2000)
     kinds = {k for (k,) in one("SELECT DISTINCT kind FROM events").fetchall()}
     assert kinds == {"lab", "vital", "output", "condition", "procedure", "medication", "encounter"}
 

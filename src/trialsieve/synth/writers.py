@@ -1,10 +1,11 @@
 """Outputs of ``trialsieve synth``: a canonical store, FHIR Bulk NDJSON, or AKI CSV files.
 
 - **store**: the layout of ``docs/STORE.md``: ``patients.parquet`` (one row group per chunk,
-  written as it streams), ``events/synth-<k>.parquet`` (one part per chunk, each in the store's
-  layout: sorted by kind, analyte, patient_id, start_time, event_id; the parts cover
-  consecutive patient ranges), ``manifest.json`` (dataset ``synth``: counts per resource type, the
-  generator's parameters) and an empty ``rejects.jsonl``.
+  written as it streams), ``events/synth.parquet`` (one file in the store's layout, sorted by
+  kind, analyte, patient_id, start_time, event_id, as ``trialsieve ingest`` writes a dataset:
+  the chunks are written to a scratch folder, then their runs concatenated),
+  ``manifest.json`` (dataset ``synth``: counts per resource type, the generator's parameters)
+  and an empty ``rejects.jsonl``.
 - **fhir**: ``Patient.ndjson``, ``Observation.ndjson``, ``Condition.ndjson``,
   ``Procedure.ndjson``, ``MedicationRequest.ndjson``, ``Encounter.ndjson`` (FHIR R4), one
   resource per store ``source`` (the BP panel 85354-9 carries sbp and dbp as components). Values
@@ -27,6 +28,7 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -45,8 +47,9 @@ from trialsieve.codes import LOINC, SNOMED
 from trialsieve.kidney.creatinine import UMOL_PER_MGDL
 from trialsieve.store.schema import (
     EVENTS_ORDER,
+    EVENTS_ROW_GROUP,
     PATIENTS_SCHEMA,
-    events_parquet_options,
+    events_sorting_columns,
 )
 from trialsieve.synth.concepts import BP_PANEL, UNIT_VARIANTS, reference_in
 from trialsieve.synth.generator import (
@@ -74,17 +77,53 @@ def _iso(t: dt.datetime | None) -> str | None:
 
 
 # ----------------------------------------------------------------------------------------------
-def _store_part(cfg: SynthConfig, out: Path, k: int) -> tuple[pa.Table, int, Counter[str]]:
-    """Generate chunk ``k`` and write ``events/synth-<k>.parquet``; return patients and counts."""
+#: a (kind, analyte) run of the store's order
+Key = tuple[str | None, str | None]
+
+
+#: what a generated chunk leaves for the merge: patients, its file, its runs' keys, its events,
+#: its resources per type
+Part = tuple[pa.Table, Path, list[Key], int, Counter[str]]
+
+
+def _store_part(cfg: SynthConfig, parts: Path, k: int) -> Part:
+    """Generate chunk ``k`` into ``parts/<k>.parquet``, in the store's order, one row group per
+    (kind, analyte) run; return its patients, that file, the runs' keys, the events and the
+    resources per type."""
     patients, events = chunk(cfg, k)
-    part = out / "events" / f"{DATASET}-{k:05d}.parquet"
     events = events.take(_store_order(events))
-    pq.write_table(events, part, compression="zstd", store_schema=False, **events_parquet_options())
+    keys, starts = _runs(events)
+    ends = [*starts[1:], events.num_rows]
+    path = parts / f"{k:05d}.parquet"
+    with pq.ParquetWriter(path, events.schema, compression="zstd") as w:
+        for start, end in zip(starts, ends, strict=True):
+            w.write_table(events.slice(start, end - start), row_group_size=end - start)
     sources = pc.unique(events.column("source"))
     rtype = pc.list_element(pc.split_pattern(sources, "/", max_splits=1), 0)
     src = pc.value_counts(rtype)
     by_type: Counter[str] = Counter({str(v["values"]): int(v["counts"]) for v in src.to_pylist()})
-    return patients, events.num_rows, by_type
+    return patients, path, keys, events.num_rows, by_type
+
+
+def _runs(events: pa.Table) -> tuple[list[Key], list[int]]:
+    """The (kind, analyte) runs of events in the store's order: their keys and first rows."""
+    kind, analyte = (events.column(c).combine_chunks().cast(pa.string()) for c in EVENTS_ORDER[:2])
+    same = pc.and_(_same_as_previous(kind), _same_as_previous(analyte))
+    starts = [0, *(np.flatnonzero(~same.to_numpy(zero_copy_only=False)) + 1).tolist()]
+    keys = list(zip(kind.take(starts).to_pylist(), analyte.take(starts).to_pylist(), strict=True))
+    return keys, starts
+
+
+def _same_as_previous(col: pa.Array) -> pa.Array:
+    """For rows 1.., whether the value equals the row before's (two NULLs are the same)."""
+    a, b = col[1:], col[:-1]
+    return pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b))).fill_null(False)
+
+
+def _key_order(key: Key) -> tuple[bool, str, bool, str]:
+    """A run's place in store.schema.EVENTS_ORDER (code-point = UTF-8 byte order, NULLs last)."""
+    kind, analyte = key
+    return (kind is None, kind or "", analyte is None, analyte or "")
 
 
 def _rank(col: pa.ChunkedArray) -> np.ndarray:
@@ -109,14 +148,50 @@ def _store_order(events: pa.Table) -> np.ndarray:
     return np.lexsort((_rank(events.column("analyte")), _rank(events.column("kind"))))
 
 
+def _merge_parts(parts: list[tuple[Path, list[Key]]], dest: Path) -> None:
+    """Write the chunks' events as one file in the store's order, as an ingested store is.
+
+    The chunks hold ascending ranges of patient ids (zero-padded, so in string order too), so
+    each (kind, analyte) run of the whole store is that run of every chunk in chunk order: the
+    runs are concatenated, never sorted, one row group of ``EVENTS_ROW_GROUP`` at a time.
+    """
+    files = [(pq.ParquetFile(path), {key: g for g, key in enumerate(keys)}) for path, keys in parts]
+    pending: list[pa.Table] = []
+    n_pending = 0
+    schema = files[0][0].schema_arrow  # the generator's dictionary columns: read as strings
+    with pq.ParquetWriter(
+        dest, schema, compression="zstd", store_schema=False,
+        sorting_columns=events_sorting_columns(),
+    ) as w:  # fmt: skip
+        for key in sorted({key for _, keys in parts for key in keys}, key=_key_order):
+            for f, groups in files:
+                if key not in groups:
+                    continue
+                run = f.read_row_group(groups[key])
+                pending.append(run)
+                n_pending += run.num_rows
+                if n_pending >= EVENTS_ROW_GROUP:  # memory: one row group and one run
+                    table = pa.concat_tables(pending)
+                    full = n_pending - n_pending % EVENTS_ROW_GROUP
+                    w.write_table(table.slice(0, full), row_group_size=EVENTS_ROW_GROUP)
+                    pending, n_pending = [table.slice(full)], n_pending - full
+        if n_pending:
+            w.write_table(pa.concat_tables(pending), row_group_size=EVENTS_ROW_GROUP)
+
+
 def write_store(cfg: SynthConfig, out: Path, jobs: int = 1) -> dict[str, int]:
     """Generate the population into a canonical store at ``out``; return counts per table.
 
-    ``jobs`` > 1 generates chunks in that many worker processes (the parts are the same).
+    The chunks are generated (in ``jobs`` worker processes when > 1) into a scratch folder of
+    ``out``, then merged into ``events/synth.parquet`` (``_merge_parts``); the bytes written do
+    not depend on ``jobs``, the rows not on the chunk size.
     """
     _ensure_empty(out)
     (out / "events").mkdir()
+    scratch = out / ".chunks"
+    scratch.mkdir()
     by_type: Counter[str] = Counter()
+    parts: list[tuple[Path, list[Key]]] = []
     n_events = 0
     n_patients = 0
     ptmp = out / "patients.parquet.tmp"
@@ -127,20 +202,26 @@ def write_store(cfg: SynthConfig, out: Path, jobs: int = 1) -> dict[str, int]:
         else None
     )  # spawn: no fork of a process whose Arrow/DuckDB thread pools are running
     try:
-        results: Iterator[tuple[pa.Table, int, Counter[str]]] = (
-            pool.map(_store_part, [cfg] * total, [out] * total, range(total))
+        results: Iterator[Part] = (
+            pool.map(_store_part, [cfg] * total, [scratch] * total, range(total))
             if pool is not None
-            else (_store_part(cfg, out, k) for k in range(total))
+            else (_store_part(cfg, scratch, k) for k in range(total))
         )
         with pq.ParquetWriter(ptmp, PATIENTS_SCHEMA, compression="zstd") as pw:
-            for patients, n_ev, counts in results:
+            for patients, path, keys, n_ev, counts in results:
                 pw.write_table(patients)
+                parts.append((path, keys))
                 n_patients += patients.num_rows
                 n_events += n_ev
                 by_type.update(counts)
+        if pool is not None:
+            pool.shutdown()
+            pool = None
+        _merge_parts(parts, out / "events" / f"{DATASET}.parquet")
     finally:
         if pool is not None:
             pool.shutdown()
+        shutil.rmtree(scratch, ignore_errors=True)
     os.replace(ptmp, out / "patients.parquet")
     by_type["Patient"] = n_patients
     manifest = {
