@@ -557,7 +557,7 @@ class Compiler:
         for analyte, start in (
             [(m.analyte, m.window.start(self.as_of)) for m in measures]
             + [(a, p.window.start(self.as_of)) for p in presences for a in p.analytes]
-            + [("creatinine", self.run.kidney.series_start(w)) for w in series]
+            + [(kidney_tables.CREATININE, self.run.kidney.series_start(w)) for w in series]
         ):
             starts.setdefault(analyte, []).append(start)
         if not starts:
@@ -906,12 +906,12 @@ class Compiler:
             f"{mapped_comparator_sql(cmp, EGFR_FROM_CREATININE)} AS cmp, "
             f"{note} AS note, e.source, e.code_system, e.code "
             f"FROM {MEASUREMENTS} e JOIN pop p ON p.patient_id = e.patient_id "
-            f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL "
+            f"WHERE e.analyte = {lit(kidney_tables.CREATININE)} AND e.value IS NOT NULL "
             f"AND p.birth_date IS NOT NULL AND p.sex IN ('male', 'female') "
             f"AND {w.contains('e.start_time', self.as_of)}) e"
         )
         return Measure(
-            "creatinine",
+            kidney_tables.CREATININE,
             w,
             rows,
             lit(value),
@@ -967,7 +967,7 @@ class Compiler:
         # shown: the result of the highest KDIGO stage in the window (latest among equals)
         return self._numeric(
             Measure(
-                "creatinine",
+                kidney_tables.CREATININE,
                 w,
                 rows,
                 lit(value),

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 MIN_48H = "min-48h"
 
+#: the store's analyte of the creatinine results (µmol/L) that every kidney table stages
+CREATININE = "creatinine"
+
 #: how far before a result its staging reads: every baseline and window of kidney.aki looks
 #: back at most 365 days, and a day more covers the frames' whole epoch seconds
 LOOKBACK = dt.timedelta(seconds=aki.W365D_S + aki.DAY_S)
@@ -89,7 +92,7 @@ def creatinine_series_sql(
         "e.patient_id, e.start_time AS t, e.value AS scr, "
         f"{comparator_sql('e.value_text')} AS cmp, e.value_text, e.source, "
         f"e.code_system || '|' || e.code AS code FROM {source} e {join} "
-        f"WHERE e.analyte = 'creatinine' AND e.value IS NOT NULL AND e.start_time <= {until}"
+        f"WHERE e.analyte = {lit(CREATININE)} AND e.value IS NOT NULL AND e.start_time <= {until}"
         + ("" if since is None else f" AND e.start_time >= {since}")
     )
 
@@ -161,7 +164,7 @@ class KidneyTables:
         recent creatinine to stage (97 % of the synthetic patients with creatinine, for a
         7-day window). Its rid is only the key that joins the stages back to their results."""
         source = self._sources.get(w.span_s, "events")
-        recent = self._with_data_in(w, "creatinine", "start_time", source)
+        recent = self._with_data_in(w, CREATININE, "start_time", source)
         start = self.series_start(w)
         series = creatinine_series_sql(
             f"JOIN pop p ON p.patient_id = e.patient_id {recent}",
