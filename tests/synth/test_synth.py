@@ -37,7 +37,7 @@ from trialsieve.store.schema import (
 )
 from trialsieve.synth.generator import SynthConfig, chunks
 from trialsieve.synth.trajectories import aki_factor, creatinine_for_egfr, cystatin_for_egfr
-from trialsieve.synth.writers import write_fhir, write_pyaki, write_store
+from trialsieve.synth.writers import _runs, write_fhir, write_pyaki, write_store
 from trialsieve.units import ANALYTES
 
 AS_OF = dt.datetime(2026, 6, 1, 8, 0)
@@ -122,6 +122,17 @@ def test_chunk_size_does_not_change_the_population(tmp_path: Path) -> None:
     _assert_in_store_layout(small)  # three chunks merged
     assert _events(small).equals(_events(big))
     assert _patients(small).equals(_patients(big))
+
+
+def test_runs_of_a_chunk_in_store_order_null_analytes_together() -> None:
+    kinds = pa.array(["condition", "condition", "lab", "lab", "lab", "vital"]).dictionary_encode()
+    analytes = pa.array([None, None, "creatinine", "creatinine", "potassium", "sbp"])
+    events = pa.table({"kind": kinds, "analyte": analytes})
+    assert _runs(events) == (
+        [("condition", None), ("lab", "creatinine"), ("lab", "potassium"), ("vital", "sbp")],
+        [0, 2, 4, 5],
+    )
+    assert _runs(events.slice(0, 0)) == ([], [])
 
 
 def test_parallel_jobs_write_the_same_events(tmp_path: Path) -> None:

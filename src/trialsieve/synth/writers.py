@@ -107,6 +107,8 @@ def _store_part(cfg: SynthConfig, parts: Path, k: int) -> Part:
 
 def _runs(events: pa.Table) -> tuple[list[Key], list[int]]:
     """The (kind, analyte) runs of events in the store's order: their keys and first rows."""
+    if events.num_rows == 0:
+        return [], []
     kind, analyte = (events.column(c).combine_chunks().cast(pa.string()) for c in EVENTS_ORDER[:2])
     same = pc.and_(_same_as_previous(kind), _same_as_previous(analyte))
     starts = [0, *(np.flatnonzero(~same.to_numpy(zero_copy_only=False)) + 1).tolist()]
@@ -217,7 +219,10 @@ def write_store(cfg: SynthConfig, out: Path, jobs: int = 1) -> dict[str, int]:
         if pool is not None:
             pool.shutdown()
             pool = None
-        _merge_parts(parts, out / "events" / f"{DATASET}.parquet")
+        merged = out / "events" / f"{DATASET}.parquet"
+        _merge_parts(parts, merged)
+        if (n := pq.read_metadata(merged).num_rows) != n_events:  # every event, once
+            raise RuntimeError(f"{merged}: {n_events} events generated, {n} written")
     finally:
         if pool is not None:
             pool.shutdown()
