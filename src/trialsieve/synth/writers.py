@@ -106,20 +106,15 @@ def _store_part(cfg: SynthConfig, parts: Path, k: int) -> Part:
 
 
 def _runs(events: pa.Table) -> tuple[list[Key], list[int]]:
-    """The (kind, analyte) runs of events in the store's order: their keys and first rows."""
+    """The (kind, analyte) runs of events in the store's order: their keys and first rows (a
+    run ends where the rank of either column changes, :func:`_rank`: two NULLs are one run)."""
     if events.num_rows == 0:
         return [], []
-    kind, analyte = (events.column(c).combine_chunks().cast(pa.string()) for c in EVENTS_ORDER[:2])
-    same = pc.and_(_same_as_previous(kind), _same_as_previous(analyte))
-    starts = [0, *(np.flatnonzero(~same.to_numpy(zero_copy_only=False)) + 1).tolist()]
-    keys = list(zip(kind.take(starts).to_pylist(), analyte.take(starts).to_pylist(), strict=True))
-    return keys, starts
-
-
-def _same_as_previous(col: pa.Array) -> pa.Array:
-    """For rows 1.., whether the value equals the row before's (two NULLs are the same)."""
-    a, b = col[1:], col[:-1]
-    return pc.or_kleene(pc.equal(a, b), pc.and_(pc.is_null(a), pc.is_null(b))).fill_null(False)
+    kind, analyte = (_rank(events.column(c)) for c in EVENTS_ORDER[:2])
+    change = (kind[1:] != kind[:-1]) | (analyte[1:] != analyte[:-1])
+    starts = [0, *(np.flatnonzero(change) + 1).tolist()]
+    kinds, analytes = (events.column(c).take(starts).to_pylist() for c in EVENTS_ORDER[:2])
+    return list(zip(kinds, analytes, strict=True)), starts
 
 
 def _key_order(key: Key) -> tuple[bool, str, bool, str]:
