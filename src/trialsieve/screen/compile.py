@@ -624,14 +624,19 @@ class Compiler:
         for k, r in enumerate(new):
             self.run.history[r.key] = HistoryRows(table, rows, k)
 
+    def _history(self, req: HistoryRequest) -> HistoryRows:
+        """Where the history pass put ``req``'s answer; evaluated now when the run did not
+        (a rule compiled alone)."""
+        self.evaluate_history([req])  # a no-op when the run evaluated it beforehand
+        return self.run.history[req.key]
+
     def _has_like(self, body: Mapping[str, Any], op: str, value: float) -> Verdicts:
         req = self._history_request(body)
         _, label = self.concept(body["concepts"])
         w = parse_window(body.get("window", "ever"))
         coded = set(req.kinds) <= set(CODED_KINDS)
         if coded:
-            self.evaluate_history([req])  # a no-op when the run evaluated it beforehand
-            table, _, k = self.run.history[req.key]
+            table, _, k = self._history(req)
             agg = f"SELECT * FROM {table} WHERE k = {k}"
         else:
             rows = f"{self._uncoded_events(body, req)} AND {req.cond}"
@@ -685,9 +690,7 @@ class Compiler:
         start = w.start(self.as_of)
         lo = "e.start_time" if start is None else f"GREATEST(e.start_time, {lit(start)})"
         hi = f"LEAST({_EXPOSURE_END}, {self.T})"
-        req = self._exposure_request(body)
-        self.evaluate_history([req])  # a no-op when the run evaluated it beforehand
-        _, rows, k = self.run.history[req.key]
+        _, rows, k = self._history(self._exposure_request(body))
         op, value = str(body.get("op", ">")), float(body["value"])
         agg = f"""
             WITH iv AS (
