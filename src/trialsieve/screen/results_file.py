@@ -24,7 +24,7 @@ sorted by patient and trial, then its items sorted by patient, trial and positio
 records, read alone, are sorted by patient across the file, and so are the items; the row
 groups of each kind are found by bisecting their patient-id ranges. Items are stored flat, not
 as a list in each record: joining every criterion's rows to the records to build the lists
-cost the 1M-patient run ~9 CPU-s more (docs/SCALE.md). Lookups put records, items and
+cost the 1M-patient run ~9 CPU-s more (bench/RESULTS.md). Lookups put records, items and
 metadata back together: the records are those of results.jsonl. To re-evaluate a patient on
 fresh data, screen them alone (``trialsieve screen --patient ID``): the same rules, about a
 second.
