@@ -117,10 +117,12 @@ def _runs(events: pa.Table) -> tuple[list[Key], list[int]]:
     return list(zip(kinds, analytes, strict=True)), starts
 
 
-def _key_order(key: Key) -> tuple[bool, str, bool, str]:
-    """A run's place in store.schema.EVENTS_ORDER (code-point = UTF-8 byte order, NULLs last)."""
-    kind, analyte = key
-    return (kind is None, kind or "", analyte is None, analyte or "")
+def _in_store_order(keys: set[Key]) -> list[Key]:
+    """The runs' keys in the store's order: :func:`_store_order` over a table of the keys."""
+    listed = list(keys)
+    kinds = pa.array([kind for kind, _ in listed], pa.string())
+    analytes = pa.array([analyte for _, analyte in listed], pa.string())
+    return [listed[i] for i in _store_order(pa.table({"kind": kinds, "analyte": analytes}))]
 
 
 def _rank(col: pa.ChunkedArray) -> np.ndarray:
@@ -166,7 +168,7 @@ def _merge_parts(parts: list[tuple[Path, list[Key]]], dest: Path) -> None:
         ThreadPoolExecutor(1, thread_name_prefix="trialsieve-synth-merge") as writer,
     ):  # fmt: skip
         written: Future[None] | None = None
-        for key in sorted({key for _, keys in parts for key in keys}, key=_key_order):
+        for key in _in_store_order({key for _, keys in parts for key in keys}):
             for f, groups in files:
                 if key not in groups:
                     continue
